@@ -1,0 +1,939 @@
+//! The SQL-aware filter behind `clean_output` (SPEC §6). A streaming scanner follows the
+//! lexical structure of pg_dump's plain output — strings, `E''` strings, quoted identifiers,
+//! dollar quotes, comments and COPY data — so that it can drop the top-level lines a non-psql
+//! client cannot or need not run (blank and `--` lines, session `SET`s, Hasura event triggers,
+//! psql meta-commands) without ever touching function bodies, literals or table data.
+//! Pure bytes in, bytes out: no I/O here.
+
+use memchr::{memchr, memchr2, memchr3, memchr_iter, memmem};
+
+/// An undecided top-level line longer than this is kept. Every line dropped for its content
+/// is far shorter (Hasura's identifiers are ≤ 63 bytes), so only absurd whitespace-only lines
+/// are affected, and this bounds the memory of a [`Cleaner`].
+const LINE_CAP: usize = 4096;
+
+/// Dollar-quote tags are remembered up to this length; a longer tag is matched on its
+/// prefix and length (pg_dump's own tags are `$$`, `$_$`, `$__$`…).
+const MAX_TAG: usize = 64;
+
+/// Rule 3: lines dropped when equal to one of these (ignoring a trailing `\r`).
+const DROPPED: [&[u8]; 15] = [
+    b"SET statement_timeout = 0;",
+    b"SET lock_timeout = 0;",
+    b"SET idle_in_transaction_session_timeout = 0;",
+    b"SET client_encoding = 'UTF8';",
+    b"SET standard_conforming_strings = on;",
+    b"SELECT pg_catalog.set_config('search_path', '', false);",
+    b"SET xmloption = content;",
+    b"SET client_min_messages = warning;",
+    b"SET row_security = off;",
+    b"SET default_tablespace = '';",
+    b"SET default_with_oids = false;",
+    b"SET default_table_access_method = heap;",
+    b"CREATE SCHEMA public;",
+    b"COMMENT ON SCHEMA public IS 'standard public schema';",
+    b"SET transaction_timeout = 0;",
+];
+
+/// The two ways a Hasura trigger line (rule 4) can begin.
+const TRIGGER_HEADS: [&[u8]; 2] = [
+    b"CREATE TRIGGER notify_hasura_",
+    b"CREATE TRIGGER \"notify_hasura_",
+];
+
+// Byte classes of top-level code: whitespace, plain code, and bytes the scanner must look at.
+const WS: u8 = 0;
+const PLAIN: u8 = 1;
+const SPECIAL: u8 = 2;
+
+static CLASS: [u8; 256] = {
+    let mut table = [PLAIN; 256];
+    let ws = b" \t\r\x0b\x0c";
+    let mut i = 0;
+    while i < ws.len() {
+        table[ws[i] as usize] = WS;
+        i += 1;
+    }
+    let special = b"\n;-/'\"$";
+    let mut i = 0;
+    while i < special.len() {
+        table[special[i] as usize] = SPECIAL;
+        i += 1;
+    }
+    table
+};
+
+/// Where the scanner is. The `Dash`, `Slash`, `*Star`, `*Quote`, `*Escape`, `DollarOpen` and
+/// `DollarClose` states hold a token that may continue in the next chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Top level, before the first byte of a line.
+    LineStart,
+    Code,
+    Dash,
+    Slash,
+    /// A `--` comment, or a top-level psql meta-command line: both run to the end of line.
+    LineComment,
+    Block(u32),
+    BlockStar(u32),
+    BlockSlash(u32),
+    Str,
+    Ident,
+    EStr,
+    EStrEscape,
+    EStrQuote,
+    DollarOpen,
+    Dollar,
+    DollarClose(usize),
+    /// COPY data; the count says how much of a `\.` line has been seen at the start of the
+    /// current line: 0 none (mid-line), 1 line start, 2 `\`, 3 `\.`, 4 `\.\r`.
+    Copy(u8),
+}
+
+/// What happens to the bytes of the current line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disp {
+    /// A top-level line that may still turn out to be dropped; its prefix is held.
+    Pending,
+    Keep,
+    Drop,
+}
+
+/// The first and last bytes of a statement's lines: enough to spot `COPY … FROM stdin;`
+/// without holding the line.
+#[derive(Clone, Debug, Default)]
+struct Edge {
+    head: [u8; 5],
+    head_len: usize,
+    tail: [u8; 13],
+    tail_len: usize,
+}
+
+impl Edge {
+    fn push(&mut self, bytes: &[u8]) {
+        let n = (self.head.len() - self.head_len).min(bytes.len());
+        self.head[self.head_len..self.head_len + n].copy_from_slice(&bytes[..n]);
+        self.head_len += n;
+        let cap = self.tail.len();
+        if bytes.len() >= cap {
+            self.tail.copy_from_slice(&bytes[bytes.len() - cap..]);
+            self.tail_len = cap;
+        } else {
+            let kept = (cap - bytes.len()).min(self.tail_len);
+            self.tail
+                .copy_within(self.tail_len - kept..self.tail_len, 0);
+            self.tail[kept..kept + bytes.len()].copy_from_slice(bytes);
+            self.tail_len = kept + bytes.len();
+        }
+    }
+
+    fn starts_copy(&self) -> bool {
+        &self.head[..self.head_len] == b"COPY "
+    }
+
+    fn is_copy_from_stdin(&self) -> bool {
+        let tail = &self.tail[..self.tail_len];
+        let tail = tail.strip_suffix(b"\r").unwrap_or(tail);
+        self.starts_copy() && tail.ends_with(b" FROM stdin;")
+    }
+}
+
+/// Streaming, SQL-aware filter for pg_dump plain output (SPEC §6).
+///
+/// Memory does not grow with the input: the struct itself (under 512 bytes, mostly the
+/// prebuilt `\.` searcher) plus one 4 KiB buffer, allocated by `new`, for the prefix of an
+/// undecided top-level line. Each `feed` appends at most `input.len()` + 4 KiB to `out`.
+#[derive(Clone, Debug)]
+pub struct Cleaner {
+    mode: Mode,
+    disp: Disp,
+    /// No code since the last top-level `;`: only a line starting here may open COPY.
+    stmt_start: bool,
+    /// The current line belongs to a statement that may be `COPY … FROM stdin;`, so its end
+    /// must be seen and its edges recorded.
+    copy_line: bool,
+    /// The input so far ends inside a line.
+    line_open: bool,
+    /// The last two bytes of earlier chunks, for the look-behind of `E'` and `$`.
+    last: [u8; 2],
+    tag: [u8; MAX_TAG],
+    tag_len: usize,
+    pend: Vec<u8>,
+    edge: Edge,
+    /// Built once: a `\.` line can only follow a `\n`.
+    copy_end: memmem::Finder<'static>,
+}
+
+impl Default for Cleaner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cleaner {
+    /// A cleaner at the start of a dump.
+    pub fn new() -> Self {
+        Self {
+            mode: Mode::LineStart,
+            disp: Disp::Pending,
+            stmt_start: true,
+            copy_line: true,
+            line_open: false,
+            last: [b'\n'; 2],
+            tag: [0; MAX_TAG],
+            tag_len: 0,
+            pend: Vec::with_capacity(LINE_CAP),
+            edge: Edge::default(),
+            copy_end: memmem::Finder::new(b"\n\\."),
+        }
+    }
+
+    /// Scans `input` (any chunk of pg_dump output, split anywhere, even inside a UTF-8 char or a line)
+    /// and appends the kept bytes to `out`.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut line_from = 0;
+        let mut pos = 0;
+        while pos < input.len() {
+            let (next, line_end) = self.step(input, pos);
+            pos = next;
+            if line_end {
+                self.end_line(&input[line_from..pos], out);
+                line_from = pos;
+            }
+        }
+        self.end_chunk(&input[line_from..], out);
+        match *input {
+            [] => {}
+            [b] => self.last = [self.last[1], b],
+            [.., a, b] => self.last = [a, b],
+        }
+        if let Some(&b) = input.last() {
+            self.line_open = b != b'\n';
+        }
+    }
+
+    /// Flushes the last line (adding its trailing \n) at end of input.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.line_open {
+            let keep = match self.disp {
+                Disp::Keep => true,
+                Disp::Drop => false,
+                Disp::Pending => self.judge(&[], true) == Some(Disp::Keep),
+            };
+            if keep {
+                out.extend_from_slice(&self.pend);
+                out.push(b'\n');
+            }
+        }
+        *self = Self::new();
+    }
+
+    /// Advances the scanner from `pos` (< `input.len()`); returns the new position and whether
+    /// it just consumed a `\n` the line logic must see: one that ends a line whose fate or
+    /// COPY status is open, or after which a top-level line starts.
+    fn step(&mut self, input: &[u8], pos: usize) -> (usize, bool) {
+        let watch = self.disp != Disp::Keep || self.copy_line;
+        let b = input[pos];
+        match self.mode {
+            Mode::LineStart => {
+                // psql reads a line starting with a backslash as a meta-command, not SQL.
+                if b == b'\\' {
+                    self.mode = Mode::LineComment;
+                    return (pos + 1, false);
+                }
+                self.mode = Mode::Code;
+                (pos, false)
+            }
+            Mode::Code => self.code(input, pos),
+            Mode::Dash | Mode::Slash => {
+                let (second, then) = if self.mode == Mode::Dash {
+                    (b'-', Mode::LineComment)
+                } else {
+                    (b'*', Mode::Block(1))
+                };
+                if b == second {
+                    self.mode = then;
+                    return (pos + 1, false);
+                }
+                // A lone `-` or `/` is an operator: code.
+                self.stmt_start = false;
+                self.mode = Mode::Code;
+                (pos, false)
+            }
+            Mode::LineComment => match memchr(b'\n', &input[pos..]) {
+                Some(i) => {
+                    self.mode = Mode::Code;
+                    (pos + i + 1, true)
+                }
+                None => (input.len(), false),
+            },
+            Mode::Block(depth) => match seek2(&input[pos..], b'*', b'/', watch) {
+                Some(i) => {
+                    self.mode = match input[pos + i] {
+                        b'\n' => return (pos + i + 1, true),
+                        b'*' => Mode::BlockStar(depth),
+                        _ => Mode::BlockSlash(depth),
+                    };
+                    (pos + i + 1, false)
+                }
+                None => (input.len(), false),
+            },
+            Mode::BlockStar(depth) if b == b'/' => {
+                self.mode = if depth <= 1 {
+                    Mode::Code
+                } else {
+                    Mode::Block(depth - 1)
+                };
+                (pos + 1, false)
+            }
+            // PostgreSQL nests block comments (as the SQL standard says): `/*` opens another level.
+            Mode::BlockSlash(depth) if b == b'*' => {
+                self.mode = Mode::Block(depth.saturating_add(1));
+                (pos + 1, false)
+            }
+            Mode::BlockStar(depth) | Mode::BlockSlash(depth) => {
+                self.mode = Mode::Block(depth);
+                (pos, false)
+            }
+            // A doubled quote is handled as a close and an immediate reopen, which ends in the
+            // same state, so plain strings and identifiers need no look-ahead.
+            Mode::Str | Mode::Ident => {
+                let quote = if self.mode == Mode::Str { b'\'' } else { b'"' };
+                match seek1(&input[pos..], quote, watch) {
+                    Some(i) if input[pos + i] == b'\n' => (pos + i + 1, true),
+                    Some(i) => {
+                        self.mode = Mode::Code;
+                        (pos + i + 1, false)
+                    }
+                    None => (input.len(), false),
+                }
+            }
+            Mode::EStr => match seek2(&input[pos..], b'\'', b'\\', watch) {
+                Some(i) => {
+                    self.mode = match input[pos + i] {
+                        b'\n' => return (pos + i + 1, true),
+                        b'\\' => Mode::EStrEscape,
+                        _ => Mode::EStrQuote,
+                    };
+                    (pos + i + 1, false)
+                }
+                None => (input.len(), false),
+            },
+            Mode::EStrEscape => {
+                self.mode = Mode::EStr;
+                (pos + 1, b == b'\n' && watch)
+            }
+            // Unlike in a plain string, `''` must not reopen as a plain string here.
+            Mode::EStrQuote => {
+                if b == b'\'' {
+                    self.mode = Mode::EStr;
+                    return (pos + 1, false);
+                }
+                self.mode = Mode::Code;
+                (pos, false)
+            }
+            Mode::DollarOpen => {
+                if b == b'$' {
+                    self.mode = Mode::Dollar;
+                } else if is_tag_byte(b, self.tag_len == 0) {
+                    if let Some(slot) = self.tag.get_mut(self.tag_len) {
+                        *slot = b;
+                    }
+                    self.tag_len = self.tag_len.saturating_add(1);
+                } else {
+                    // `$1`, or `$name` with no closing `$`: plain code after all.
+                    self.mode = Mode::Code;
+                    return (pos, false);
+                }
+                (pos + 1, false)
+            }
+            Mode::Dollar => match seek1(&input[pos..], b'$', watch) {
+                Some(i) if input[pos + i] == b'\n' => (pos + i + 1, true),
+                Some(i) => {
+                    self.mode = Mode::DollarClose(0);
+                    (pos + i + 1, false)
+                }
+                None => (input.len(), false),
+            },
+            Mode::DollarClose(seen) => {
+                let matched = if seen == self.tag_len {
+                    b == b'$'
+                } else {
+                    match self.tag.get(seen) {
+                        Some(&t) => b == t,
+                        None => is_tag_byte(b, false),
+                    }
+                };
+                if !matched {
+                    // Rescan the byte: it may be the `$` of the real closing tag.
+                    self.mode = Mode::Dollar;
+                    return (pos, false);
+                }
+                self.mode = if seen == self.tag_len {
+                    Mode::Code
+                } else {
+                    Mode::DollarClose(seen + 1)
+                };
+                (pos + 1, false)
+            }
+            Mode::Copy(seen) => self.copy(input, pos, seen),
+        }
+    }
+
+    /// Top-level code: runs of plain bytes go through the class table in a tight loop.
+    fn code(&mut self, input: &[u8], start: usize) -> (usize, bool) {
+        let run = &input[start..];
+        let n = find_special(run);
+        // Only whitespace keeps a statement at its start; usually the first byte settles it.
+        if self.stmt_start && run[..n].iter().any(|&b| CLASS[usize::from(b)] == PLAIN) {
+            self.stmt_start = false;
+        }
+        let Some(&b) = run.get(n) else {
+            return (input.len(), false);
+        };
+        let pos = start + n + 1;
+        let at = pos - 1;
+        match b {
+            b'\n' => return (pos, true),
+            b';' => self.stmt_start = true,
+            b'-' => self.mode = Mode::Dash,
+            b'/' => self.mode = Mode::Slash,
+            b'\'' => {
+                self.stmt_start = false;
+                let e = self.byte_before(input, at, 1);
+                self.mode = if matches!(e, b'E' | b'e') && !is_ident(self.byte_before(input, at, 2))
+                {
+                    Mode::EStr
+                } else {
+                    Mode::Str
+                };
+            }
+            b'"' => {
+                self.stmt_start = false;
+                self.mode = Mode::Ident;
+            }
+            _ => {
+                self.stmt_start = false;
+                // In `a$b$` the `$` continues an identifier.
+                if !is_ident(self.byte_before(input, at, 1)) {
+                    self.tag_len = 0;
+                    self.mode = Mode::DollarOpen;
+                }
+            }
+        }
+        (pos, false)
+    }
+
+    /// COPY data is kept verbatim; only a line equal to `\.` matters, so whole blocks are
+    /// skipped with one substring search.
+    fn copy(&mut self, input: &[u8], mut pos: usize, mut seen: u8) -> (usize, bool) {
+        loop {
+            if seen == 0 {
+                let rest = &input[pos..];
+                let Some(i) = self.copy_end.find(rest) else {
+                    // The chunk may end inside a line start that the next chunk completes.
+                    seen = if rest.ends_with(b"\n") {
+                        1
+                    } else if rest.ends_with(b"\n\\") {
+                        2
+                    } else {
+                        0
+                    };
+                    self.mode = Mode::Copy(seen);
+                    return (input.len(), false);
+                };
+                pos += i + 3;
+                seen = 3;
+            }
+            let Some(&b) = input.get(pos) else {
+                self.mode = Mode::Copy(seen);
+                return (pos, false);
+            };
+            pos += 1;
+            seen = match (seen, b) {
+                (3 | 4, b'\n') => {
+                    self.mode = Mode::Code;
+                    self.stmt_start = true;
+                    return (pos, true);
+                }
+                (_, b'\n') => 1,
+                (1, b'\\') => 2,
+                (2, b'.') => 3,
+                (3, b'\r') => 4,
+                _ => 0,
+            };
+        }
+    }
+
+    /// The byte `back` places before `at`, looking into earlier chunks if needed.
+    fn byte_before(&self, input: &[u8], at: usize, back: usize) -> u8 {
+        match at.checked_sub(back) {
+            Some(i) => input[i],
+            None => self.last[2 - (back - at)],
+        }
+    }
+
+    /// `line` is the current line's bytes in this chunk, through its `\n`.
+    fn end_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let text = &line[..line.len() - 1];
+        if self.copy_line {
+            self.edge.push(text);
+            if self.mode == Mode::Code && self.stmt_start && self.edge.is_copy_from_stdin() {
+                self.mode = Mode::Copy(1);
+            }
+        }
+        let keep = match self.disp {
+            Disp::Keep => true,
+            Disp::Drop => false,
+            Disp::Pending => self.judge(text, true) == Some(Disp::Keep),
+        };
+        if keep {
+            out.extend_from_slice(&self.pend);
+            out.extend_from_slice(line);
+        }
+        self.pend.clear();
+
+        // A COPY statement may span lines (a quoted name holding a newline).
+        let continues = self.copy_line && !self.stmt_start && self.edge.starts_copy();
+        if !continues {
+            self.edge = Edge::default();
+        }
+        if self.mode == Mode::Code {
+            self.mode = Mode::LineStart;
+            self.disp = Disp::Pending;
+            self.copy_line = continues || self.stmt_start;
+        } else {
+            self.disp = Disp::Keep;
+            self.copy_line = continues;
+        }
+    }
+
+    /// `rest` is the current line's bytes at the end of this chunk.
+    fn end_chunk(&mut self, rest: &[u8], out: &mut Vec<u8>) {
+        if self.copy_line {
+            self.edge.push(rest);
+        }
+        match self.disp {
+            Disp::Keep => out.extend_from_slice(rest),
+            Disp::Drop => {}
+            Disp::Pending => match self.judge(rest, false) {
+                None => self.pend.extend_from_slice(rest),
+                Some(disp) => {
+                    if disp == Disp::Keep {
+                        out.extend_from_slice(&self.pend);
+                        out.extend_from_slice(rest);
+                    }
+                    self.pend.clear();
+                    self.disp = disp;
+                }
+            },
+        }
+    }
+
+    /// The [`verdict`] on the pending line `pend + part`, without copying a long `part`.
+    fn judge(&mut self, part: &[u8], complete: bool) -> Option<Disp> {
+        if self.pend.is_empty() {
+            return verdict(part, complete);
+        }
+        if self.pend.len() + part.len() > LINE_CAP {
+            let mut first = [0; 2];
+            for (slot, &b) in first.iter_mut().zip(self.pend.iter().chain(part)) {
+                *slot = b;
+            }
+            return Some(if marked(&first) {
+                Disp::Drop
+            } else {
+                Disp::Keep
+            });
+        }
+        let len = self.pend.len();
+        self.pend.extend_from_slice(part);
+        let verdict = verdict(&self.pend, complete);
+        self.pend.truncate(len);
+        verdict
+    }
+}
+
+/// Cleans a whole buffer at once (tests, small inputs).
+pub fn clean(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut cleaner = Cleaner::new();
+    cleaner.feed(input, &mut out);
+    cleaner.finish(&mut out);
+    out
+}
+
+/// The fate of a top-level line (without its `\n`), or of its prefix when not `complete`;
+/// `None` while undecided.
+fn verdict(line: &[u8], complete: bool) -> Option<Disp> {
+    if marked(line) {
+        return Some(Disp::Drop);
+    }
+    if line.len() > LINE_CAP {
+        return Some(Disp::Keep);
+    }
+    let blank = line.iter().all(|&b| CLASS[usize::from(b)] == WS);
+    let body = line.strip_suffix(b"\r").unwrap_or(line);
+    if complete {
+        let drop = blank || DROPPED.contains(&body) || is_hasura_trigger(body);
+        return Some(if drop { Disp::Drop } else { Disp::Keep });
+    }
+    let open = blank
+        || line == b"-"
+        || DROPPED.iter().any(|d| d.starts_with(body))
+        || TRIGGER_HEADS.iter().any(|head| {
+            let n = head.len().min(line.len());
+            head[..n] == line[..n]
+        });
+    (!open).then_some(Disp::Keep)
+}
+
+/// Rules 2 and 5, decided by a line's first bytes whatever its length.
+fn marked(line: &[u8]) -> bool {
+    line.starts_with(b"--") || line.starts_with(b"\\")
+}
+
+/// Rule 4 without a regex engine. In the SPEC pattern `.+"?` accepts what `.+` accepts, so
+/// the language is `CREATE TRIGGER "?notify_hasura_.+ AFTER [[:alnum:]]+ ON .+ FOR EACH ROW
+/// EXECUTE (FUNCTION|PROCEDURE) "?hdb_catalog"?\."?notify_hasura_.+\(\);`.
+fn is_hasura_trigger(line: &[u8]) -> bool {
+    hasura_trigger(line).is_some()
+}
+
+fn hasura_trigger(line: &[u8]) -> Option<()> {
+    let rest = line.strip_prefix(b"CREATE TRIGGER ")?;
+    let rest = quote(rest)
+        .strip_prefix(b"notify_hasura_")?
+        .strip_suffix(b"();")?;
+    let tail = &rest[after_clause_end(rest)?..];
+    // Any occurrence may be the one (names may hold the words), given one byte before it.
+    memchr_iter(b' ', tail)
+        .filter(|&at| at > 0)
+        .find_map(|at| calls_hdb_notify(tail[at..].strip_prefix(b" FOR EACH ROW EXECUTE ")?))
+}
+
+/// The end of the earliest ` AFTER <alnum>+ ON ` after at least one byte. The earliest such
+/// clause also ends first, leaving the most room for the rest, so it is the only one to try.
+fn after_clause_end(s: &[u8]) -> Option<usize> {
+    memchr_iter(b' ', s).filter(|&at| at > 0).find_map(|at| {
+        let event = s[at..].strip_prefix(b" AFTER ")?;
+        let n = event
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        let rest = event[n..].strip_prefix(b" ON ").filter(|_| n > 0)?;
+        Some(s.len() - rest.len())
+    })
+}
+
+/// `(FUNCTION|PROCEDURE) "?hdb_catalog"?\."?notify_hasura_.+`
+fn calls_hdb_notify(s: &[u8]) -> Option<()> {
+    let s = s
+        .strip_prefix(b"FUNCTION ")
+        .or_else(|| s.strip_prefix(b"PROCEDURE "))?;
+    let s = quote(quote(s).strip_prefix(b"hdb_catalog")?).strip_prefix(b".")?;
+    let name = quote(s).strip_prefix(b"notify_hasura_")?;
+    (!name.is_empty()).then_some(())
+}
+
+/// `s` without one leading `"`, for the optional quotes of the trigger pattern.
+fn quote(s: &[u8]) -> &[u8] {
+    s.strip_prefix(b"\"").unwrap_or(s)
+}
+
+/// The first byte of `run` that top-level code must look at, or `run.len()`. Eight bytes
+/// are classified per step without branching, as DDL lines are mostly plain bytes.
+fn find_special(run: &[u8]) -> usize {
+    let special = |b: &u8| CLASS[usize::from(*b)] == SPECIAL;
+    let mut words = run.chunks_exact(8);
+    let mut skipped = 0;
+    for word in words.by_ref() {
+        if word.iter().fold(false, |any, b| any | special(b)) {
+            break;
+        }
+        skipped += 8;
+    }
+    skipped
+        + run[skipped..]
+            .iter()
+            .position(special)
+            .unwrap_or(run.len() - skipped)
+}
+
+/// Next `a` (or `\n` when line ends matter).
+fn seek1(hay: &[u8], a: u8, newline: bool) -> Option<usize> {
+    if newline {
+        memchr2(a, b'\n', hay)
+    } else {
+        memchr(a, hay)
+    }
+}
+
+/// Next `a` or `b` (or `\n` when line ends matter).
+fn seek2(hay: &[u8], a: u8, b: u8, newline: bool) -> Option<usize> {
+    if newline {
+        memchr3(a, b, b'\n', hay)
+    } else {
+        memchr2(a, b, hay)
+    }
+}
+
+/// A byte that continues an identifier, so that an `E` or `$` after it is not a quote opener.
+fn is_ident(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+}
+
+/// A byte of a dollar-quote tag; digits may not start one (`$1` is a parameter).
+fn is_tag_byte(b: u8, first: bool) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 || (!first && b.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cleans `input` whole, split at every boundary, and byte by byte; all must agree.
+    fn cleaned(input: &str) -> String {
+        let input = input.as_bytes();
+        let whole = clean(input);
+        let step = (input.len() / 3000).max(1);
+        for cut in (0..=input.len()).step_by(step) {
+            let mut out = Vec::new();
+            let mut cleaner = Cleaner::new();
+            cleaner.feed(&input[..cut], &mut out);
+            cleaner.feed(&input[cut..], &mut out);
+            cleaner.finish(&mut out);
+            assert_eq!(out, whole, "split at {cut}");
+        }
+        let mut out = Vec::new();
+        let mut cleaner = Cleaner::default();
+        for b in input.chunks(1) {
+            cleaner.feed(b, &mut out);
+        }
+        cleaner.finish(&mut out);
+        assert_eq!(out, whole, "byte by byte");
+        String::from_utf8(whole).unwrap()
+    }
+
+    /// Asserts that exactly the lines marked `#drop ` in `marked` are removed.
+    fn check(marked: &str) {
+        let input = marked.replace("#drop ", "");
+        let expected: String = marked
+            .split_inclusive('\n')
+            .filter(|l| !l.starts_with("#drop "))
+            .collect();
+        assert_eq!(cleaned(&input), expected);
+    }
+
+    #[test]
+    fn pg_dump_header_and_footer() {
+        let dump = "--\n-- PostgreSQL database dump\n--\n\n\\restrict abc123\n\n\
+            -- Dumped from database version 17.6\n-- Dumped by pg_dump version 17.6\n\n\
+            SET statement_timeout = 0;\nSET lock_timeout = 0;\n\
+            SET idle_in_transaction_session_timeout = 0;\nSET transaction_timeout = 0;\n\
+            SET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n\
+            SELECT pg_catalog.set_config('search_path', '', false);\n\
+            SET check_function_bodies = false;\nSET xmloption = content;\n\
+            SET client_min_messages = warning;\nSET row_security = off;\n\n\
+            --\n-- Name: public; Type: SCHEMA; Schema: -; Owner: -\n--\n\nCREATE SCHEMA public;\n\n\
+            COMMENT ON SCHEMA public IS 'standard public schema';\n\n\
+            SET default_tablespace = '';\n\nSET default_with_oids = false;\n\n\
+            SET default_table_access_method = heap;\n\n\
+            --\n-- Name: t; Type: TABLE; Schema: public; Owner: postgres\n--\n\n\
+            CREATE TABLE public.t (\n    a integer NOT NULL,\n    b text\n);\n\n\n\
+            ALTER TABLE public.t OWNER TO postgres;\n\n\
+            --\n-- Data for Name: t; Type: TABLE DATA; Schema: public; Owner: postgres\n--\n\n\
+            COPY public.t (a, b) FROM stdin;\n1\thello\n\\.\n\n\n\
+            --\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict abc123\n\n";
+        let expected = "SET check_function_bodies = false;\nCREATE TABLE public.t (\n    \
+            a integer NOT NULL,\n    b text\n);\nALTER TABLE public.t OWNER TO postgres;\n\
+            COPY public.t (a, b) FROM stdin;\n1\thello\n\\.\n";
+        assert_eq!(cleaned(dump), expected);
+    }
+
+    #[test]
+    fn dollar_quoted_bodies_are_kept() {
+        check(
+            "CREATE FUNCTION public.f() RETURNS text\n    LANGUAGE plpgsql\n    AS $$\nBEGIN\n\n\
+             -- a comment line\nSET statement_timeout = 0;\n\\restrict not_meta\n  \
+             RETURN $a$x$a$ || 'it''s';\n\t\nEND\n$$;\n#drop \n\
+             CREATE FUNCTION public.g(integer) RETURNS integer\n    LANGUAGE sql\n    AS $_$\n\n\
+             SELECT $1 + 1;\n--\n\\.\n$_$;\n#drop -- Name: h\n\
+             CREATE FUNCTION public.h() RETURNS void\n    LANGUAGE plpgsql AS $body_1$\nBEGIN\n\
+             -- $$ is text here, and so is $body_$\n   PERFORM 1;\n\nEND\n$body_1$;\n\
+             SELECT $a$ $$ \n\n-- still quoted, 'quote\n$a$;\n#drop \n\
+             #drop SET statement_timeout = 0;\n\
+             SELECT $é$\n\n$é$, $1, $$$$, x$y$;\n#drop -- the last one was no quote\n",
+        );
+    }
+
+    #[test]
+    fn string_literals_and_quoted_identifiers_are_kept() {
+        check(
+            "COMMENT ON TABLE public.t IS 'First line\n\n-- not a comment\n\
+             SET statement_timeout = 0;\nit''s\n\\restrict x';\n#drop \n\
+             CREATE VIEW public.v AS\n SELECT 'a\n\nb'::text AS c;\n\
+             INSERT INTO public.t VALUES (1, E'it\\'s \\\\\n-- still string\n\n');\n\
+             INSERT INTO public.t VALUES (2, e'\\\\', 'ok');\n#drop -- top\n\
+             SELECT 'a\\' AS plain;\n#drop -- top again\n\
+             SELECT xE'a\\' AS not_escaped;\n#drop --\n\
+             CREATE TABLE public.\"we'ird--$$\n\nname\" (\n    \"x\"\"\n\" integer\n);\n\
+             #drop --\n",
+        );
+    }
+
+    #[test]
+    fn copy_data_is_kept_verbatim() {
+        check(
+            "COPY public.t (a, b) FROM stdin;\n1\t\n\n--x\n   \nSET statement_timeout = 0;\n\
+             \\\\N\n\\N\n\\.x\n\\\\.\n\\.\n#drop \n#drop -- after\n#drop SET lock_timeout = 0;\n\
+             COPY public.\"odd\nname\" (a) FROM stdin;\n\n\\.\n#drop \n\
+             SELECT 1\nCOPY public.t (a) FROM stdin;\n#drop \n#drop -- not data: no statement start\n\
+             COPY public.t (a) FROM stdin;\n\\.\n",
+        );
+    }
+
+    #[test]
+    fn column_inserts_are_kept() {
+        check(
+            "INSERT INTO public.t (a, b) VALUES (1, '');\n\
+             INSERT INTO public.t (a, b) VALUES (2, '\n');\n\
+             INSERT INTO public.t (a, b) VALUES (3, '-- not a comment\n\
+             SET statement_timeout = 0;\n\n');\n\
+             INSERT INTO public.t (a, b) VALUES (4, '--');\n#drop \n",
+        );
+    }
+
+    #[test]
+    fn psql_meta_commands_are_dropped() {
+        check(
+            "#drop \\restrict k3y\n#drop \\connect -reuse-previous=on \"dbname='x'\"\n\
+             SELECT 1;\n#drop \\.\n#drop \\unrestrict k3y\n",
+        );
+    }
+
+    const TRIGGERS: &str = "\
+#drop CREATE TRIGGER notify_hasura_ev_INSERT AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_ev_INSERT();
+#drop CREATE TRIGGER \"notify_hasura_ev_UPDATE\" AFTER UPDATE ON \"public\".\"t\" FOR EACH ROW EXECUTE PROCEDURE \"hdb_catalog\".\"notify_hasura_ev_UPDATE\"();
+CREATE TRIGGER notify_hasura_ev_INSERT AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION public.notify_hasura_ev_INSERT();
+CREATE TRIGGER notify_hasura_ev_INSERT AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_ev_INSERT;
+CREATE TRIGGER notify_hasura AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura();
+CREATE TRIGGER notify_hasura_ev AFTER INSERT OR UPDATE ON public.t FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_ev();
+ CREATE TRIGGER notify_hasura_ev AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_ev();
+CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$
+CREATE TRIGGER notify_hasura_ev AFTER INSERT ON public.t FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_ev();
+$$;
+";
+
+    #[test]
+    fn hasura_event_triggers_are_dropped() {
+        check(TRIGGERS);
+    }
+
+    #[test]
+    fn crlf_lines_match_and_keep_their_cr() {
+        let input = "--\r\nSET statement_timeout = 0;\r\n\r\nCREATE TABLE t (a int);\r\n\
+            COPY public.t (a) FROM stdin;\r\n\r\n1\r\n\\.\r\nSET lock_timeout = 0;\r\n\
+            CREATE TRIGGER notify_hasura_e_DELETE AFTER DELETE ON t FOR EACH ROW \
+            EXECUTE FUNCTION hdb_catalog.notify_hasura_e_DELETE();\r\nSELECT 1;\r";
+        let expected = "CREATE TABLE t (a int);\r\nCOPY public.t (a) FROM stdin;\r\n\r\n1\r\n\
+            \\.\r\nSELECT 1;\r\n";
+        assert_eq!(cleaned(input), expected);
+    }
+
+    #[test]
+    fn last_line_gets_a_newline() {
+        assert_eq!(cleaned(""), "");
+        assert_eq!(cleaned("SELECT 1;"), "SELECT 1;\n");
+        assert_eq!(cleaned("SELECT 1;\n-- end"), "SELECT 1;\n");
+        assert_eq!(cleaned("SELECT 1;\n  \t"), "SELECT 1;\n");
+        assert_eq!(cleaned("SELECT 'a\n"), "SELECT 'a\n");
+        assert_eq!(
+            cleaned("COPY t (a) FROM stdin;\n1\n\\."),
+            "COPY t (a) FROM stdin;\n1\n\\.\n"
+        );
+    }
+
+    #[test]
+    fn nested_block_comments() {
+        check(
+            "/* it's\n   a /* nested\n\n   'comment */ still\n-- inside\n*/ SELECT 1;\n#drop \n\
+             /**/\nSELECT '/*';\n#drop -- gone\nSELECT 1 /* a */ / 2 - 3; /*/ */\n#drop \n",
+        );
+    }
+
+    #[test]
+    fn long_lines() {
+        let blank = " ".repeat(LINE_CAP + 1);
+        let long_set = format!("SET x = '{}';", "y".repeat(LINE_CAP));
+        let cols: Vec<String> = (0..600).map(|i| format!("column_{i}")).collect();
+        check(&format!(
+            "{blank}\n#drop --{blank}\n#drop \\{blank}\n{long_set}\n\
+             COPY public.t ({}) FROM stdin;\n\n--\n\\.\n#drop \n",
+            cols.join(", ")
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_and_odd_bytes() {
+        let input: Vec<u8> = (0..=255u8)
+            .chain(b"\n--\n\xff'\n\n'\n".iter().copied())
+            .collect();
+        let out = clean(&input);
+        assert!(out.ends_with(b"\xff'\n\n'\n"));
+        for cut in 0..input.len() {
+            let mut split = Vec::new();
+            let mut cleaner = Cleaner::new();
+            cleaner.feed(&input[..cut], &mut split);
+            cleaner.feed(&input[cut..], &mut split);
+            cleaner.finish(&mut split);
+            assert_eq!(split, out);
+        }
+    }
+
+    #[test]
+    fn trigger_matcher_agrees_with_regex() {
+        let re = regex::bytes::Regex::new(
+            "(?-u)^CREATE TRIGGER \"?notify_hasura_.+\"? AFTER [[:alnum:]]+ ON .+ FOR EACH ROW \
+             EXECUTE (FUNCTION|PROCEDURE) \"?hdb_catalog\"?\\.\"?notify_hasura_.+\"?\\(\\);$",
+        )
+        .unwrap();
+        let pieces: Vec<&str> = "CREATE TRIGGER |\"|notify_hasura_|x|_INSERT| AFTER |INSERT|\
+            UPDATE| ON |public.t| FOR EACH ROW EXECUTE |FUNCTION |PROCEDURE |hdb_catalog|.|();\
+            | |é|AFTER|ON|E|(|)|;"
+            .split('|')
+            .collect();
+        let valid: Vec<&str> = "CREATE TRIGGER |\"|notify_hasura_|x|\"| AFTER |INSERT| ON |t|\
+            \x20FOR EACH ROW EXECUTE |FUNCTION |\"|hdb_catalog|\"|.|\"|notify_hasura_|x|\"|();"
+            .split('|')
+            .collect();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut matched, total) = (0, 200_000);
+        for _ in 0..total {
+            let mut line = String::new();
+            if next(2) == 0 {
+                // A valid line with a few pieces dropped, replaced or followed by another.
+                for part in &valid {
+                    match next(40) {
+                        0 => {}
+                        1 => line.push_str(pieces[next(pieces.len())]),
+                        2 => line.push_str(&[part, pieces[next(pieces.len())]].concat()),
+                        _ => line.push_str(part),
+                    }
+                }
+            } else {
+                (0..next(24)).for_each(|_| line.push_str(pieces[next(pieces.len())]));
+            }
+            let expected = re.is_match(line.as_bytes());
+            matched += usize::from(expected);
+            assert_eq!(is_hasura_trigger(line.as_bytes()), expected, "{line}");
+        }
+        assert!(matched > total / 20 && matched < total / 2, "{matched}");
+    }
+}
