@@ -1,7 +1,24 @@
 //! pgdump-api: a Hasura-compatible PG Dump API server.
 //!
+//! A request travels through these modules in order:
+//! - [`http`]: routes, request ids, the request log and the one error type;
+//! - [`auth`]: the admin secret and the caller's role;
+//! - [`sources`] and [`conninfo`]: which database, and its connection string with the
+//!   password held apart from pg_dump's command line;
 //! - [`opts`]: pg_dump's options, parsed with its own rules, checked, re-emitted;
+//! - [`pg_dump`]: which pg_dump, its process, and its output as a stream;
 //! - [`clean`]: the SQL-aware filter behind `clean_output`.
+//!
+//! [`config`] turns flags and environment into a typed configuration, [`serve`] starts the
+//! server from it, and [`logging`] writes Hasura-shaped JSON log lines.
 
+pub mod auth;
 pub mod clean;
+pub mod config;
+pub mod conninfo;
+pub mod http;
+pub mod logging;
 pub mod opts;
+pub mod pg_dump;
+pub mod serve;
+pub mod sources;

@@ -1,0 +1,349 @@
+//! Command-line flags and environment variables, turned into a typed [`Config`] once, at the
+//! edge. Every setting is a flag with an environment variable (the flag wins); the names are
+//! Hasura GraphQL Engine's own so that existing deployments switch by changing the binary.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The `pgdump-api` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgdump-api",
+    version,
+    about = "A Hasura-compatible PG Dump API server"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `pgdump-api`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve POST /v1alpha1/pg_dump.
+    Serve(ServeArgs),
+}
+
+/// Flags of `pgdump-api serve`, exactly as given; [`Config::from_args`] validates them.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Connection string of the source named `default`.
+    #[arg(long, env = "HASURA_GRAPHQL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Admin secret; without one every caller is admin.
+    #[arg(long, env = "HASURA_GRAPHQL_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
+
+    /// Legacy name of the admin secret, used when no admin secret is set.
+    #[arg(
+        long,
+        env = "HASURA_GRAPHQL_ACCESS_KEY",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub access_key: Option<String>,
+
+    /// Role of requests that carry no admin secret header.
+    #[arg(long, env = "HASURA_GRAPHQL_UNAUTHORIZED_ROLE")]
+    pub unauthorized_role: Option<String>,
+
+    /// Comma list of APIs to enable: metadata, graphql, pgdump, developer, config, metrics.
+    #[arg(
+        long,
+        env = "HASURA_GRAPHQL_ENABLED_APIS",
+        default_value = "metadata,graphql,pgdump,config"
+    )]
+    pub enabled_apis: String,
+
+    /// Interface to listen on; `*` means all interfaces.
+    #[arg(long, env = "HASURA_GRAPHQL_SERVER_HOST", default_value = "*")]
+    pub server_host: String,
+
+    /// Port to listen on; 0 picks a free one (the startup log names it).
+    #[arg(long, env = "HASURA_GRAPHQL_SERVER_PORT", default_value_t = 8080)]
+    pub server_port: u16,
+
+    /// Include pg_dump's stderr (`internal`) in error bodies sent to admins.
+    #[arg(long, env = "HASURA_GRAPHQL_ADMIN_INTERNAL_ERRORS", default_value = "true",
+          num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub admin_internal_errors: bool,
+
+    /// Always include `internal` in error bodies.
+    #[arg(long, env = "HASURA_GRAPHQL_DEV_MODE", default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub dev_mode: bool,
+
+    /// Log level.
+    #[arg(long, env = "HASURA_GRAPHQL_LOG_LEVEL", value_enum, ignore_case = true, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// pg_dump binary or directory holding one (repeatable; the env var is colon-separated).
+    /// When unset, pg_dump is looked for in /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin,
+    /// `pg_config --bindir` and PATH.
+    #[arg(
+        long = "pg-dump-path",
+        env = "HASURA_GRAPHQL_PG_DUMP_PATHS",
+        value_delimiter = ':'
+    )]
+    pub pg_dump_paths: Vec<PathBuf>,
+
+    /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are killed.
+    #[arg(
+        long,
+        env = "HASURA_GRAPHQL_GRACEFUL_SHUTDOWN_TIMEOUT",
+        default_value_t = 60
+    )]
+    pub graceful_shutdown_timeout: u64,
+}
+
+/// Log levels, from the most to the least verbose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// The APIs that `--enabled-apis` may name; only some have routes here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Metadata,
+    Graphql,
+    Pgdump,
+    Developer,
+    Config,
+    Metrics,
+}
+
+impl Api {
+    const ALL: [(Api, &'static str); 6] = [
+        (Api::Metadata, "metadata"),
+        (Api::Graphql, "graphql"),
+        (Api::Pgdump, "pgdump"),
+        (Api::Developer, "developer"),
+        (Api::Config, "config"),
+        (Api::Metrics, "metrics"),
+    ];
+}
+
+/// The parsed `--enabled-apis` list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnabledApis(Vec<Api>);
+
+impl EnabledApis {
+    /// Parses a comma list; items are trimmed and case-insensitive.
+    pub fn parse(list: &str) -> anyhow::Result<Self> {
+        let mut apis = Vec::new();
+        for item in list.split(',').map(str::trim) {
+            let Some((api, _)) = Api::ALL
+                .iter()
+                .find(|(_, name)| name.eq_ignore_ascii_case(item))
+            else {
+                let accepted: Vec<_> = Api::ALL.iter().map(|(_, name)| *name).collect();
+                bail!(
+                    "invalid value {item:?} in enabled APIs {list:?}: expected a comma-separated list of {}",
+                    accepted.join(", ")
+                );
+            };
+            apis.push(*api);
+        }
+        Ok(EnabledApis(apis))
+    }
+
+    /// Every API, for tests and embedding.
+    pub fn all() -> Self {
+        EnabledApis(Api::ALL.iter().map(|(api, _)| *api).collect())
+    }
+
+    /// Whether `api` is enabled.
+    pub fn contains(&self, api: Api) -> bool {
+        self.0.contains(&api)
+    }
+}
+
+/// A secret string that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for comparison only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Who may call the admin endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No admin secret: every caller is admin unless it names another role.
+    Open,
+    /// Callers prove themselves with the admin secret; others get `unauthorized_role`.
+    Secret {
+        secret: Secret,
+        unauthorized_role: Option<String>,
+    },
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// A host name or IP address; `*` is turned into `0.0.0.0` here.
+    pub host: String,
+    pub port: u16,
+}
+
+/// How `pgdump-api serve` runs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Option<Secret>,
+    pub auth: AuthMode,
+    pub enabled_apis: EnabledApis,
+    pub listen: Listen,
+    pub admin_internal_errors: bool,
+    pub dev_mode: bool,
+    pub log_level: LogLevel,
+    pub pg_dump_paths: Vec<PathBuf>,
+    pub graceful_shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// Validates the raw flags.
+    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+        let enabled_apis = EnabledApis::parse(&args.enabled_apis)
+            .context("invalid --enabled-apis / HASURA_GRAPHQL_ENABLED_APIS")?;
+        let auth = match args.admin_secret.or(args.access_key) {
+            Some(secret) => AuthMode::Secret {
+                secret: Secret::new(secret),
+                unauthorized_role: args.unauthorized_role.filter(|role| !role.is_empty()),
+            },
+            None => AuthMode::Open,
+        };
+        let host = match args.server_host.trim() {
+            "*" => "0.0.0.0".to_owned(),
+            "" => bail!("--server-host / HASURA_GRAPHQL_SERVER_HOST must not be empty"),
+            host => host.to_owned(),
+        };
+        Ok(Config {
+            database_url: args
+                .database_url
+                .filter(|url| !url.is_empty())
+                .map(Secret::new),
+            auth,
+            enabled_apis,
+            listen: Listen {
+                host,
+                port: args.server_port,
+            },
+            admin_internal_errors: args.admin_internal_errors,
+            dev_mode: args.dev_mode,
+            log_level: args.log_level,
+            pg_dump_paths: args.pg_dump_paths,
+            graceful_shutdown_timeout: Duration::from_secs(args.graceful_shutdown_timeout),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let argv = ["pgdump-api", "serve"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("valid flags").command {
+            Command::Serve(args) => args,
+        }
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn enabled_apis_are_trimmed_and_case_insensitive() {
+        let apis = EnabledApis::parse(" PgDump , metrics").unwrap();
+        assert!(apis.contains(Api::Pgdump));
+        assert!(apis.contains(Api::Metrics));
+        assert!(!apis.contains(Api::Config));
+    }
+
+    #[test]
+    fn unknown_or_empty_api_names_the_accepted_list() {
+        for list in ["pgdump,nope", "pgdump,,config", ""] {
+            let err = EnabledApis::parse(list).unwrap_err().to_string();
+            assert!(
+                err.contains("metadata, graphql, pgdump, developer, config, metrics"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let config = Config::from_args(serve(&[])).unwrap();
+        assert_eq!(config.listen.host, "0.0.0.0");
+        assert_eq!(config.listen.port, 8080);
+        assert!(config.admin_internal_errors);
+        assert!(!config.dev_mode);
+        assert_eq!(config.log_level, LogLevel::Info);
+        assert!(config.enabled_apis.contains(Api::Pgdump));
+        assert!(!config.enabled_apis.contains(Api::Metrics));
+    }
+
+    #[test]
+    fn boolean_flags_take_an_optional_value() {
+        let config =
+            Config::from_args(serve(&["--dev-mode", "--admin-internal-errors", "false"])).unwrap();
+        assert!(config.dev_mode);
+        assert!(!config.admin_internal_errors);
+    }
+
+    #[test]
+    fn access_key_is_the_fallback_secret() {
+        let config = Config::from_args(serve(&["--access-key", "old"])).unwrap();
+        assert_eq!(
+            config.auth,
+            AuthMode::Secret {
+                secret: Secret::new("old"),
+                unauthorized_role: None
+            }
+        );
+        let config =
+            Config::from_args(serve(&["--access-key", "old", "--admin-secret", "new"])).unwrap();
+        assert!(matches!(config.auth, AuthMode::Secret { secret, .. } if secret.expose() == "new"));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let config = Config::from_args(serve(&[
+            "--admin-secret",
+            "hunter2",
+            "--database-url",
+            "postgres://u:pw@h/db",
+        ]))
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("pw@"),
+            "{debug}"
+        );
+    }
+}

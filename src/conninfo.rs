@@ -1,0 +1,243 @@
+//! PostgreSQL connection strings, split into what may appear on pg_dump's command line and the
+//! password, which must not: anything in argv is readable by every local user through
+//! `/proc/PID/cmdline`, so the password travels in pg_dump's environment instead.
+//!
+//! Both libpq forms are understood: URIs (`postgres://user:pw@host/db?sslmode=require`) and
+//! keyword/value strings (`host=h password='p w'`). Everything but the password is passed on
+//! unchanged.
+
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+
+/// A connection string with its password held apart.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    public: String,
+    password: Option<Vec<u8>>,
+}
+
+impl ConnInfo {
+    /// Splits `conninfo` into its password-free form and the password.
+    pub fn parse(conninfo: &str) -> ConnInfo {
+        let conninfo = conninfo.trim();
+        if conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://") {
+            parse_uri(conninfo)
+        } else {
+            parse_keywords(conninfo)
+        }
+    }
+
+    /// The connection string without its password: safe for argv and logs.
+    pub fn public(&self) -> &str {
+        &self.public
+    }
+
+    /// The password, for pg_dump's `PGPASSWORD`.
+    pub fn password(&self) -> Option<&[u8]> {
+        self.password.as_deref()
+    }
+
+    /// Replaces every occurrence of the password in `text` (e.g. pg_dump's stderr) by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        match self.password.as_deref().map(String::from_utf8_lossy) {
+            Some(password) if !password.is_empty() => text.replace(password.as_ref(), "***"),
+            _ => text.to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnInfo")
+            .field("public", &self.public)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// `scheme://[user[:password]@]hosts[/dbname][?params]`, as libpq reads it: the user part
+/// ends at the first `@` before any `/`, the password starts at its first `:`.
+fn parse_uri(uri: &str) -> ConnInfo {
+    let scheme_end = uri.find("://").map_or(0, |i| i + 3);
+    let (scheme, rest) = uri.split_at(scheme_end);
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let mut password = None;
+    let mut public = String::from(scheme);
+    let after_user = match rest[..authority_end].find('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = match userinfo.split_once(':') {
+                Some((user, pw)) => {
+                    password = Some(decode(pw));
+                    user
+                }
+                None => userinfo,
+            };
+            public.push_str(user);
+            public.push('@');
+            &rest[at + 1..]
+        }
+        None => rest,
+    };
+    let (path, query) = match after_user.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (after_user, None),
+    };
+    public.push_str(path);
+    if let Some(query) = query {
+        let mut kept = Vec::new();
+        for param in query.split('&') {
+            match param.split_once('=') {
+                Some((key, value)) if decode(key) == b"password" => password = Some(decode(value)),
+                _ => kept.push(param),
+            }
+        }
+        if !kept.is_empty() {
+            public.push('?');
+            public.push_str(&kept.join("&"));
+        }
+    }
+    ConnInfo { public, password }
+}
+
+fn decode(text: &str) -> Vec<u8> {
+    percent_decode_str(text).collect()
+}
+
+/// `key = value` pairs separated by white space; values may be single-quoted, and `\` escapes
+/// the next character either way.
+fn parse_keywords(conninfo: &str) -> ConnInfo {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut password = None;
+    let mut chars = conninfo.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        if key.is_empty() {
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        // A key without `=` is malformed; keep it so that pg_dump reports the problem.
+        let has_value = chars.next_if_eq(&'=').is_some();
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    c => value.push(c),
+                }
+            }
+        }
+        if key == "password" && has_value {
+            password = Some(value.into_bytes());
+        } else if has_value {
+            pairs.push((key, value));
+        } else {
+            pairs.push((key, String::new()));
+        }
+    }
+    let public = pairs
+        .iter()
+        .map(|(key, value)| {
+            format!(
+                "{key}='{}'",
+                value.replace('\\', "\\\\").replace('\'', "\\'")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    ConnInfo { public, password }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(conninfo: &str) -> (String, Option<String>) {
+        let info = ConnInfo::parse(conninfo);
+        let password = info
+            .password()
+            .map(|p| String::from_utf8(p.to_vec()).unwrap());
+        (info.public().to_owned(), password)
+    }
+
+    #[test]
+    fn uri_password_moves_out_and_everything_else_stays() {
+        let cases = [
+            (
+                "postgres://alice:s3cret@db.example:5433/app?sslmode=require&application_name=x",
+                "postgres://alice@db.example:5433/app?sslmode=require&application_name=x",
+                Some("s3cret"),
+            ),
+            (
+                "postgresql://alice:p%40ss%3Aw%2Fd@h/db",
+                "postgresql://alice@h/db",
+                Some("p@ss:w/d"),
+            ),
+            ("postgresql://alice@h/db", "postgresql://alice@h/db", None),
+            (
+                "postgresql:///db?host=/tmp/sock",
+                "postgresql:///db?host=/tmp/sock",
+                None,
+            ),
+            (
+                "postgresql://h1:5432,h2:5433/db?target_session_attrs=read-write",
+                "postgresql://h1:5432,h2:5433/db?target_session_attrs=read-write",
+                None,
+            ),
+            (
+                "postgresql://u@h/db?password=pw&sslmode=verify-full&sslrootcert=/ca.pem",
+                "postgresql://u@h/db?sslmode=verify-full&sslrootcert=/ca.pem",
+                Some("pw"),
+            ),
+            ("postgresql://u:pw@h", "postgresql://u@h", Some("pw")),
+            ("postgresql://:pw@h/db", "postgresql://@h/db", Some("pw")),
+            ("postgres://u:@h/db", "postgres://u@h/db", Some("")),
+        ];
+        for (input, public, password) in cases {
+            assert_eq!(
+                split(input),
+                (public.to_owned(), password.map(str::to_owned)),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn keyword_password_moves_out_and_values_are_requoted() {
+        assert_eq!(
+            split("host=/var/run/pg port = 5433 dbname='my db' password='it\\'s secret' sslmode=disable"),
+            (
+                "host='/var/run/pg' port='5433' dbname='my db' sslmode='disable'".to_owned(),
+                Some("it's secret".to_owned())
+            )
+        );
+        assert_eq!(
+            split("dbname=app user=a\\ b"),
+            ("dbname='app' user='a b'".to_owned(), None)
+        );
+    }
+
+    #[test]
+    fn debug_and_redact_hide_the_password() {
+        let info = ConnInfo::parse("postgres://u:topsecret@h/db");
+        assert!(!format!("{info:?}").contains("topsecret"));
+        assert_eq!(
+            info.redact("FATAL: bad password topsecret"),
+            "FATAL: bad password ***"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The one error type of the request path. Each variant knows its HTTP status, its wire
+//! `code`, its message and `path`, and the optional `internal` detail; [`ApiError::to_response`]
+//! is the only place that writes an error body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::pg_dump::DumpError;
+
+/// Everything that can go wrong between a request and its dump.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("resource does not exist")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("invalid \"x-hasura-admin-secret\"/\"x-hasura-access-key\"")]
+    InvalidSecret,
+    #[error("\"x-hasura-admin-secret\"/\"x-hasura-access-key\" required, but not found")]
+    SecretRequired,
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{message}")]
+    ParseFailed { path: String, message: String },
+    #[error("You have to be an admin to access this endpoint")]
+    NotAdmin,
+    #[error("source \"{0}\" not found")]
+    SourceNotFound(String),
+    #[error("{message}")]
+    InvalidParams { index: usize, message: String },
+    #[error(transparent)]
+    Dump(#[from] DumpError),
+}
+
+/// The wire form: keys in this order, `internal` only when present.
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    path: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    internal: Option<&'a str>,
+}
+
+/// What the request log records of an error response.
+#[derive(Debug, Clone)]
+pub struct ErrorSummary {
+    pub code: &'static str,
+    pub message: String,
+    pub internal: Option<String>,
+}
+
+impl ApiError {
+    /// HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
+            ApiError::BodyRead(_)
+            | ApiError::InvalidJson(_)
+            | ApiError::ParseFailed { .. }
+            | ApiError::NotAdmin
+            | ApiError::SourceNotFound(_)
+            | ApiError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Dump(DumpError::NoMatch { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::Dump(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The wire `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::NotFound | ApiError::SourceNotFound(_) => "not-found",
+            ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::BodyRead(_) => "bad-request",
+            ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
+                "access-denied"
+            }
+            ApiError::InvalidJson(_) => "invalid-json",
+            ApiError::ParseFailed { .. } => "parse-failed",
+            ApiError::InvalidParams { .. } => "invalid-params",
+            ApiError::Dump(DumpError::NoMatch { .. }) => "not-found",
+            ApiError::Dump(_) => "unexpected",
+        }
+    }
+
+    /// The JSON path the error is about.
+    fn path(&self) -> String {
+        match self {
+            ApiError::ParseFailed { path, .. } => path.clone(),
+            ApiError::InvalidParams { index, .. } => format!("$.opts[{index}]"),
+            _ => "$".to_owned(),
+        }
+    }
+
+    /// Details for operators (pg_dump's stderr, the OS error), never shown to non-admins.
+    fn internal(&self) -> Option<String> {
+        match self {
+            ApiError::Dump(err) => err.internal(),
+            _ => None,
+        }
+    }
+
+    /// The response, with `internal` only when `expose_internal` says the caller may see it.
+    pub fn to_response(&self, expose_internal: bool) -> Response {
+        let message = self.to_string();
+        let path = self.path();
+        let internal = self.internal();
+        let body = Body {
+            error: &message,
+            path: &path,
+            code: self.code(),
+            internal: internal.as_deref().filter(|_| expose_internal),
+        };
+        let json = serde_json::to_vec(&body).expect("an error body always serializes");
+        let mut response = (self.status(), json).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        if matches!(self, ApiError::MethodNotAllowed) {
+            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        response.extensions_mut().insert(ErrorSummary {
+            code: self.code(),
+            message,
+            internal,
+        });
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.to_response(false)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidSecret => ApiError::InvalidSecret,
+            AuthError::SecretRequired => ApiError::SecretRequired,
+        }
+    }
+}
+
+impl From<crate::opts::OptsError> for ApiError {
+    fn from(err: crate::opts::OptsError) -> Self {
+        ApiError::InvalidParams {
+            index: err.index,
+            message: err.message,
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Request ids and the request log. Every response carries `x-request-id` (the caller's, or
+//! a new UUIDv4), and every request writes one `http-log` line when its response ends —
+//! completely or not — so that a streamed dump is logged with its real size and duration.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::{Frame, SizeHint};
+
+use super::error::ErrorSummary;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Middleware: assigns the request id and wraps the response body to log it at its end.
+pub async fn observe(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|id| !id.is_empty())
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a valid header value")
+        });
+    request.headers_mut().insert(REQUEST_ID, request_id.clone());
+    // Logs on drop: if the client leaves before the response exists, this future is dropped
+    // and the request is still logged, once.
+    let mut pending = Entry {
+        request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+        method: request.method().to_string(),
+        url: request.uri().path().to_owned(),
+        ip: request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip().to_string()),
+        status: None,
+        error: None,
+        started: Some(started),
+        response_ms: None,
+        bytes: 0,
+        ended: false,
+        body_error: None,
+    };
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    pending.status = Some(response.status().as_u16());
+    pending.error = response.extensions().get::<ErrorSummary>().cloned();
+    pending.response_ms = Some(millis(started));
+    let entry = pending.take();
+    response.map(|inner| Body::new(LoggedBody { inner, entry }))
+}
+
+fn millis(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// What one http-log line says; written when the entry is dropped.
+#[derive(Default)]
+struct Entry {
+    request_id: String,
+    method: String,
+    url: String,
+    ip: Option<String>,
+    /// `None` while no response exists (the client left before it did).
+    status: Option<u16>,
+    error: Option<ErrorSummary>,
+    started: Option<Instant>,
+    response_ms: Option<f64>,
+    bytes: u64,
+    ended: bool,
+    body_error: Option<String>,
+}
+
+impl Entry {
+    /// Moves the entry out, leaving one that logs nothing.
+    fn take(&mut self) -> Entry {
+        std::mem::take(self)
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let Some(started) = self.started else {
+            return;
+        };
+        let complete = self.status.is_some() && self.ended && self.body_error.is_none();
+        let duration_ms = millis(started);
+        let (code, error, internal) = match &self.error {
+            Some(err) => (
+                Some(err.code),
+                Some(err.message.as_str()),
+                err.internal.as_deref(),
+            ),
+            None if self.status.is_none() => (
+                None,
+                Some("client closed the connection before the response"),
+                None,
+            ),
+            None => (None, self.body_error.as_deref(), None),
+        };
+        macro_rules! http_log {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "http-log",
+                    request_id = %self.request_id,
+                    status = self.status,
+                    method = %self.method,
+                    url = %self.url,
+                    ip = self.ip.as_deref(),
+                    bytes = self.bytes,
+                    response_ms = self.response_ms,
+                    duration_ms,
+                    complete,
+                    code,
+                    error,
+                    internal,
+                )
+            };
+        }
+        if self.status.is_some_and(|status| status >= 500) || self.body_error.is_some() {
+            http_log!(error);
+        } else if !complete {
+            http_log!(warn);
+        } else {
+            http_log!(info);
+        }
+    }
+}
+
+/// A response body that counts what it sends; its entry logs when the body is dropped.
+struct LoggedBody {
+    inner: Body,
+    entry: Entry,
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.entry.bytes += data.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(err))) => self.entry.body_error = Some(err.to_string()),
+            Poll::Ready(None) => self.entry.ended = true,
+            Poll::Pending => {}
+        }
+        if self.inner.is_end_stream() {
+            self.entry.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

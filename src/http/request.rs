@@ -1,0 +1,268 @@
+//! The pg_dump request body, read the way Hasura reads it: JSON (whatever the Content-Type),
+//! `opts` required, `clean_output` and `source` optional, unknown keys ignored, the first of
+//! duplicate keys wins, and shape errors reported with the JSON path of the first problem.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::ApiError;
+
+/// The source dumped when a request names none.
+pub const DEFAULT_SOURCE: &str = "default";
+
+/// A well-formed `POST /v1alpha1/pg_dump` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpRequest {
+    pub opts: Vec<String>,
+    pub clean_output: bool,
+    pub source: String,
+}
+
+impl DumpRequest {
+    /// Parses a request body: invalid JSON → `invalid-json`, wrong shape → `parse-failed`.
+    pub fn parse(body: &[u8]) -> Result<DumpRequest, ApiError> {
+        let top: TopLevel =
+            serde_json::from_slice(body).map_err(|err| ApiError::InvalidJson(err.to_string()))?;
+        let fields = match top {
+            TopLevel::Object(fields) => fields,
+            TopLevel::Other(kind) => return Err(shape("$", expected("Object", kind))),
+        };
+        // Checked in the order Hasura's parser reads the fields.
+        let source = match fields.source {
+            None | Some(Value::Null) => DEFAULT_SOURCE.to_owned(),
+            Some(Value::String(name)) if name.is_empty() => {
+                return Err(shape("$.source", "empty string not allowed".to_owned()))
+            }
+            Some(Value::String(name)) => name,
+            Some(other) => return Err(shape("$.source", expected("String", kind(&other)))),
+        };
+        let opts = match fields.opts {
+            None => return Err(shape("$", "key \"opts\" not found".to_owned())),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    Value::String(opt) => Ok(opt),
+                    other => Err(shape(
+                        &format!("$.opts[{i}]"),
+                        expected("String", kind(&other)),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => return Err(shape("$.opts", expected("Array", kind(&other)))),
+        };
+        let clean_output = match fields.clean_output {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(clean)) => clean,
+            Some(other) => return Err(shape("$.clean_output", expected("Boolean", kind(&other)))),
+        };
+        Ok(DumpRequest {
+            opts,
+            clean_output,
+            source,
+        })
+    }
+}
+
+fn shape(path: &str, message: String) -> ApiError {
+    ApiError::ParseFailed {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+fn expected(wanted: &str, found: &str) -> String {
+    format!("expected {wanted}, but encountered {found}")
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "Null",
+        Value::Bool(_) => "Boolean",
+        Value::Number(_) => "Number",
+        Value::String(_) => "String",
+        Value::Array(_) => "Array",
+        Value::Object(_) => "Object",
+    }
+}
+
+/// The body's top-level value: an object's known fields (first occurrence kept), or the kind
+/// of whatever else it was. Syntax errors stay serde_json errors.
+enum TopLevel {
+    Object(Fields),
+    Other(&'static str),
+}
+
+#[derive(Default)]
+struct Fields {
+    opts: Option<Value>,
+    clean_output: Option<Value>,
+    source: Option<Value>,
+}
+
+impl<'de> Deserialize<'de> for TopLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let slot = match key.as_str() {
+                "opts" => &mut fields.opts,
+                "clean_output" => &mut fields.clean_output,
+                "source" => &mut fields.source,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                *slot = Some(map.next_value()?);
+            }
+        }
+        Ok(TopLevel::Object(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(TopLevel::Other("Array"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("Boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("Number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("Number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("Number"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("String"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<TopLevel, E> {
+        Ok(TopLevel::Other("Null"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<DumpRequest, (String, String, String)> {
+        DumpRequest::parse(body.as_bytes()).map_err(|err| {
+            let path = match &err {
+                ApiError::ParseFailed { path, .. } => path.clone(),
+                _ => "$".to_owned(),
+            };
+            (err.code().to_owned(), path, err.to_string())
+        })
+    }
+
+    fn failed(path: &str, message: &str) -> Result<DumpRequest, (String, String, String)> {
+        Err(("parse-failed".into(), path.into(), message.into()))
+    }
+
+    #[test]
+    fn well_formed_bodies() {
+        assert_eq!(
+            parse(r#"{"opts":["-O","-x"],"clean_output":true,"source":"db2","extra":1}"#),
+            Ok(DumpRequest {
+                opts: vec!["-O".into(), "-x".into()],
+                clean_output: true,
+                source: "db2".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"opts":[],"clean_output":null,"source":null}"#),
+            Ok(DumpRequest {
+                opts: vec![],
+                clean_output: false,
+                source: "default".into()
+            })
+        );
+    }
+
+    #[test]
+    fn first_duplicate_key_wins() {
+        let request = parse(r#"{"opts":["-s"],"opts":7,"source":"a","source":"b"}"#).unwrap();
+        assert_eq!(request.opts, vec!["-s".to_owned()]);
+        assert_eq!(request.source, "a");
+    }
+
+    #[test]
+    fn shape_errors_name_the_path() {
+        let cases = [
+            ("[]", failed("$", "expected Object, but encountered Array")),
+            (
+                "\"x\"",
+                failed("$", "expected Object, but encountered String"),
+            ),
+            ("{}", failed("$", "key \"opts\" not found")),
+            (
+                r#"{"opts":"-s"}"#,
+                failed("$.opts", "expected Array, but encountered String"),
+            ),
+            (
+                r#"{"opts":null}"#,
+                failed("$.opts", "expected Array, but encountered Null"),
+            ),
+            (
+                r#"{"opts":["-s",1]}"#,
+                failed("$.opts[1]", "expected String, but encountered Number"),
+            ),
+            (
+                r#"{"opts":[],"clean_output":"yes"}"#,
+                failed("$.clean_output", "expected Boolean, but encountered String"),
+            ),
+            (
+                r#"{"opts":[],"source":5}"#,
+                failed("$.source", "expected String, but encountered Number"),
+            ),
+            (
+                r#"{"opts":[],"source":""}"#,
+                failed("$.source", "empty string not allowed"),
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(parse(body), expected, "{body}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_keeps_the_parsers_message() {
+        for body in ["", "{", "{\"opts\":[]} x", "nul", "\u{0}"] {
+            let (code, path, message) = parse(body).unwrap_err();
+            assert_eq!(
+                (code.as_str(), path.as_str()),
+                ("invalid-json", "$"),
+                "{body:?}"
+            );
+            assert!(message.contains("line 1"), "{message}");
+        }
+    }
+}

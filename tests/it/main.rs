@@ -1,0 +1,8 @@
+//! Integration tests: the real `pgdump-api` binary against a real PostgreSQL.
+
+mod clean;
+mod dump;
+mod errors;
+mod process;
+mod serve;
+mod support;

@@ -1,0 +1,145 @@
+//! pg_dump as a process: the password stays out of its argv, and it never outlives the
+//! client that asked for it; a failure after the 200 aborts the response.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::postgres::PASSWORD;
+use crate::support::{eventually, pg_dump_children, Server, TestDb, REFERENCE_SCHEMA};
+
+/// Sends a dump request on a raw socket, so the test decides when the client goes away.
+fn send_raw(server: &Server, body: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
+/// Holds an exclusive lock on `articles` until the returned client is dropped.
+async fn lock_articles(db: &TestDb) -> tokio_postgres::Client {
+    let client = db.client().await;
+    client
+        .batch_execute("BEGIN; LOCK TABLE articles IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .unwrap();
+    client
+}
+
+#[tokio::test]
+async fn password_is_not_in_pg_dumps_argv_and_disconnect_kills_it() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let server = Server::builder(&db.url).start();
+    let lock = lock_articles(&db).await;
+    let stream = send_raw(&server, r#"{"opts":["--schema-only"]}"#);
+    eventually("pg_dump to start", || {
+        !pg_dump_children(server.pid()).is_empty()
+    })
+    .await;
+    let pid = pg_dump_children(server.pid())[0];
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .collect();
+    assert!(argv.iter().all(|arg| !arg.contains(PASSWORD)), "{argv:?}");
+    assert!(argv.contains(&"--encoding=utf8".to_owned()), "{argv:?}");
+    assert!(argv.contains(&"--schema-only".to_owned()), "{argv:?}");
+    assert_eq!(
+        argv.iter().rfind(|a| !a.is_empty()).unwrap(),
+        &db.url.replace(&format!(":{PASSWORD}@"), "@")
+    );
+
+    // The client leaves while pg_dump waits for the lock: pg_dump must go too.
+    drop(stream);
+    eventually("pg_dump to be killed", || {
+        pg_dump_children(server.pid()).is_empty()
+    })
+    .await;
+    drop(lock);
+    let logs = server.wait_http_logs(1).await;
+    assert_eq!(logs[0]["detail"]["complete"], false, "{:?}", logs[0]);
+    assert!(server.logs().iter().all(|line| !line.contains(PASSWORD)));
+}
+
+async fn big_table_db() -> TestDb {
+    TestDb::with(
+        "CREATE TABLE big (id int, payload text);
+         INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 60000) g;",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn client_leaving_mid_stream_kills_pg_dump() {
+    let db = big_table_db().await;
+    let server = Server::builder(&db.url).start();
+    let mut stream = send_raw(&server, r#"{"opts":["--data-only"]}"#);
+    let mut head = [0u8; 4096];
+    let n = stream.read(&mut head).unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    assert_eq!(
+        pg_dump_children(server.pid()).len(),
+        1,
+        "pg_dump still writing"
+    );
+    drop(stream);
+    eventually("pg_dump to be killed", || {
+        pg_dump_children(server.pid()).is_empty()
+    })
+    .await;
+    // The server keeps serving.
+    let reply = crate::support::dump_json(&server, json!({"opts": ["--schema-only"]})).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn failure_after_the_first_bytes_aborts_the_response() {
+    let db = big_table_db().await;
+    let server = Server::builder(&db.url).start();
+    let mut response = crate::support::http()
+        .post(server.url("/v1alpha1/pg_dump"))
+        .body(r#"{"opts":["--data-only"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    assert!(!first.is_empty());
+    let pids = pg_dump_children(server.pid());
+    assert_eq!(pids.len(), 1);
+    std::process::Command::new("kill")
+        .args(["-KILL", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    let outcome = loop {
+        match tokio::time::timeout(Duration::from_secs(60), response.chunk()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Err(err)) => break Err(err),
+            Err(_) => panic!("response neither ended nor failed"),
+        }
+    };
+    assert!(
+        outcome.is_err(),
+        "a truncated dump must not end like a complete one"
+    );
+    let logs = server.wait_http_logs(1).await;
+    let detail = &logs[0]["detail"];
+    assert_eq!(detail["complete"], false, "{detail}");
+    assert_eq!(detail["level"], serde_json::Value::Null);
+    assert!(
+        detail["error"].as_str().unwrap().contains("pg_dump"),
+        "{detail}"
+    );
+}

@@ -1,0 +1,176 @@
+//! The server around the endpoint: public routes, the request log, configuration and
+//! startup errors, shutdown.
+
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::support::postgres::PASSWORD;
+use crate::support::{dump_json, http, post_dump, Server, TestDb, REFERENCE_SCHEMA};
+
+#[tokio::test]
+async fn healthz_and_version_are_public() {
+    let db = TestDb::new().await;
+    let server = Server::builder(&db.url).secret("s").start();
+    let response = http().get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "OK");
+    let response = http().get(server.url("/v1/version")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["server_type"], "pgdump-api");
+    assert_eq!(body["version"], concat!("v", env!("CARGO_PKG_VERSION")));
+    let response = http().get(server.url("/v1/graphql")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn one_http_log_line_per_request_without_secrets_or_content() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    db.client()
+        .await
+        .batch_execute("INSERT INTO authors (name) VALUES ('Very Private Person');")
+        .await
+        .unwrap();
+    let server = Server::builder(&db.url).secret("the-admin-secret").start();
+    let admin = [
+        ("x-hasura-admin-secret", "the-admin-secret"),
+        ("x-request-id", "req-1"),
+    ];
+    let ok = post_dump(&server, r#"{"opts":["--data-only"]}"#, &admin).await;
+    assert_eq!(ok.status, 200);
+    assert!(ok.text().contains("Very Private Person"));
+    let denied = post_dump(
+        &server,
+        r#"{"opts":[]}"#,
+        &[("x-hasura-admin-secret", "nope")],
+    )
+    .await;
+    assert_eq!(denied.status, 401);
+    let logs = server.wait_http_logs(2).await;
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    let ok_log = logs
+        .iter()
+        .find(|l| l["detail"]["request_id"] == "req-1")
+        .unwrap();
+    let detail = &ok_log["detail"];
+    assert_eq!(detail["status"], 200);
+    assert_eq!(detail["method"], "POST");
+    assert_eq!(detail["url"], "/v1alpha1/pg_dump");
+    assert_eq!(detail["complete"], true);
+    assert_eq!(detail["bytes"], ok.body.len());
+    assert!(detail["duration_ms"].is_number() && detail["response_ms"].is_number());
+    let denied_log = logs.iter().find(|l| l["detail"]["status"] == 401).unwrap();
+    assert_eq!(denied_log["detail"]["code"], "access-denied");
+    for line in server.logs() {
+        for secret in ["the-admin-secret", "nope", PASSWORD, "Very Private Person"] {
+            assert!(!line.contains(secret), "{secret} in {line}");
+        }
+    }
+}
+
+fn run_serve(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgdump-api"));
+    command.arg("serve").args(args).envs(envs.iter().copied());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HASURA_GRAPHQL_") {
+            command.env_remove(key);
+        }
+    }
+    let output = command.output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn startup_errors_are_clear() {
+    let (ok, stderr) = run_serve(
+        &[
+            "--database-url",
+            "postgres://x/y",
+            "--enabled-apis",
+            "pgdump,nope",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("metadata, graphql, pgdump, developer, config, metrics"),
+        "{stderr}"
+    );
+    let pg_dump = crate::support::cluster().pg_dump();
+    let (ok, stderr) = run_serve(&["--pg-dump-path", pg_dump.to_str().unwrap()], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("HASURA_GRAPHQL_DATABASE_URL"), "{stderr}");
+    let (ok, stderr) = run_serve(
+        &[
+            "--database-url",
+            "postgres://x/y",
+            "--pg-dump-path",
+            "/nonexistent/pg_dump",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent/pg_dump"), "{stderr}");
+}
+
+#[tokio::test]
+async fn flags_win_over_environment() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let server = Server::builder(&db.url)
+        .env("HASURA_GRAPHQL_ENABLED_APIS", "metadata")
+        .env("HASURA_GRAPHQL_ADMIN_SECRET", "from-env")
+        .args(["--enabled-apis", "pgdump"])
+        .start();
+    let reply = post_dump(
+        &server,
+        r#"{"opts":["-s"]}"#,
+        &[("x-hasura-admin-secret", "from-env")],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let server = Server::builder(&db.url)
+        .env("HASURA_GRAPHQL_ENABLED_APIS", "metadata")
+        .start();
+    let reply = dump_json(&server, json!({"opts": ["-s"]})).await;
+    assert_eq!(reply.status, 404);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_running_dump_finish() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let server = Server::builder(&db.url).start();
+    let lock = db.client().await;
+    lock.batch_execute("BEGIN; LOCK TABLE articles IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .unwrap();
+    let url = server.url("/v1alpha1/pg_dump");
+    let request = tokio::spawn(async move {
+        let response = http()
+            .post(url)
+            .body(r#"{"opts":["-s"]}"#)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    });
+    crate::support::eventually("pg_dump to start", || {
+        !crate::support::pg_dump_children(server.pid()).is_empty()
+    })
+    .await;
+    let pid = server.pid();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.batch_execute("COMMIT;").await.unwrap();
+    let (status, body) = request.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("CREATE TABLE public.articles"));
+    let exit = server.terminate();
+    assert!(exit.success(), "{exit}");
+}

@@ -1,0 +1,172 @@
+//! Test harness: a real PostgreSQL, the real server binary, and small helpers around them.
+
+pub mod postgres;
+pub mod server;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+
+pub use postgres::{cluster, TestDb};
+pub use server::Server;
+
+/// The reference case's schema: two tables and a Hasura event trigger on one of them.
+pub const REFERENCE_SCHEMA: &str = r#"
+CREATE SCHEMA hdb_catalog;
+CREATE TABLE public.authors (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE public.articles (
+    id serial PRIMARY KEY,
+    author_id integer NOT NULL REFERENCES authors(id),
+    title text NOT NULL,
+    body text NOT NULL
+);
+CREATE FUNCTION hdb_catalog."notify_hasura_articles_INSERT"() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END; $$;
+CREATE FUNCTION hdb_catalog."notify_hasura_articles_UPDATE"() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END; $$;
+CREATE FUNCTION hdb_catalog."notify_hasura_articles_DELETE"() RETURNS trigger
+    LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END; $$;
+CREATE TRIGGER "notify_hasura_articles_INSERT" AFTER INSERT ON public.articles
+    FOR EACH ROW EXECUTE FUNCTION hdb_catalog."notify_hasura_articles_INSERT"();
+CREATE TRIGGER "notify_hasura_articles_UPDATE" AFTER UPDATE ON public.articles
+    FOR EACH ROW EXECUTE FUNCTION hdb_catalog."notify_hasura_articles_UPDATE"();
+CREATE TRIGGER "notify_hasura_articles_DELETE" AFTER DELETE ON public.articles
+    FOR EACH ROW EXECUTE FUNCTION hdb_catalog."notify_hasura_articles_DELETE"();
+"#;
+
+/// An HTTP client that neither retries nor decompresses on its own.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_gzip()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("http client")
+}
+
+/// A finished response: status, headers, body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.text()))
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    }
+}
+
+/// POSTs `body` to the dump endpoint with `headers` and reads the whole answer.
+pub async fn post_dump(
+    server: &Server,
+    body: impl Into<reqwest::Body>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = http().post(server.url("/v1alpha1/pg_dump")).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("body").to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// POSTs a JSON body as admin (no secret configured).
+pub async fn dump_json(server: &Server, body: Value) -> Reply {
+    post_dump(server, body.to_string(), &[]).await
+}
+
+/// Runs pg_dump directly with `args` against `url`, as a user would.
+pub fn pg_dump_directly(args: &[&str], url: &str) -> Vec<u8> {
+    let output = Command::new(cluster().pg_dump())
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        output.status.success(),
+        "pg_dump {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// Replaces the random key of `\restrict KEY` / `\unrestrict KEY` lines by `KEY`.
+pub fn normalize_restrict_key(sql: &str) -> String {
+    sql.lines()
+        .map(|line| {
+            for meta in ["\\restrict ", "\\unrestrict "] {
+                if line.starts_with(meta) {
+                    return format!("{meta}KEY");
+                }
+            }
+            line.to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The pids of pg_dump processes whose parent is `parent`.
+pub fn pg_dump_children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) =
+            std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat"))
+        else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some((comm, rest)) = stat
+            .split_once(") ")
+            .and_then(|(head, rest)| Some((head.split_once(" (")?.1, rest)))
+        else {
+            continue;
+        };
+        let ppid = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if comm == "pg_dump" && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Polls `check` every 50 ms for up to 30 s; panics with `what` if it never holds.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
