@@ -15,6 +15,8 @@ use percent_encoding::percent_decode_str;
 pub struct ConnInfo {
     public: String,
     password: Option<Vec<u8>>,
+    /// Every parameter but the password, decoded, in order (`host`, `port` may be comma lists).
+    params: Vec<(String, String)>,
 }
 
 impl ConnInfo {
@@ -26,6 +28,24 @@ impl ConnInfo {
         } else {
             parse_keywords(conninfo)
         }
+    }
+
+    /// A connection from keyword/value parameters (the password kept apart).
+    pub fn from_params(params: Vec<(String, String)>, password: Option<String>) -> ConnInfo {
+        ConnInfo {
+            public: keyword_string(&params),
+            password: password.map(String::into_bytes),
+            params,
+        }
+    }
+
+    /// The last value given for `key` (libpq: the last one wins).
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The connection string without its password: safe for argv and logs.
@@ -63,6 +83,7 @@ fn parse_uri(uri: &str) -> ConnInfo {
     let (scheme, rest) = uri.split_at(scheme_end);
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let mut password = None;
+    let mut params = Vec::new();
     let mut public = String::from(scheme);
     let after_user = match rest[..authority_end].find('@') {
         Some(at) => {
@@ -74,6 +95,9 @@ fn parse_uri(uri: &str) -> ConnInfo {
                 }
                 None => userinfo,
             };
+            if !user.is_empty() {
+                params.push(("user".to_owned(), decode_text(user)));
+            }
             public.push_str(user);
             public.push('@');
             &rest[at + 1..]
@@ -85,12 +109,21 @@ fn parse_uri(uri: &str) -> ConnInfo {
         None => (after_user, None),
     };
     public.push_str(path);
+    let (hosts, dbname) = path.split_once('/').unwrap_or((path, ""));
+    params.extend(host_params(hosts));
+    if !dbname.is_empty() {
+        params.push(("dbname".to_owned(), decode_text(dbname)));
+    }
     if let Some(query) = query {
         let mut kept = Vec::new();
         for param in query.split('&') {
             match param.split_once('=') {
                 Some((key, value)) if decode(key) == b"password" => password = Some(decode(value)),
-                _ => kept.push(param),
+                Some((key, value)) => {
+                    params.push((decode_text(key), decode_text(value)));
+                    kept.push(param);
+                }
+                None => kept.push(param),
             }
         }
         if !kept.is_empty() {
@@ -98,7 +131,36 @@ fn parse_uri(uri: &str) -> ConnInfo {
             public.push_str(&kept.join("&"));
         }
     }
-    ConnInfo { public, password }
+    ConnInfo {
+        public,
+        password,
+        params,
+    }
+}
+
+/// `h1:5432,[::1]:5433,h3` → `host=h1,::1,h3` and `port=5432,5433,` (libpq's comma lists).
+fn host_params(hosts: &str) -> Vec<(String, String)> {
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let (mut names, mut ports) = (Vec::new(), Vec::new());
+    for spec in hosts.split(',') {
+        let (name, port) = match spec.strip_prefix('[').and_then(|v6| v6.split_once(']')) {
+            Some((name, rest)) => (name, rest.strip_prefix(':').unwrap_or("")),
+            None => spec.split_once(':').unwrap_or((spec, "")),
+        };
+        names.push(decode_text(name));
+        ports.push(decode_text(port));
+    }
+    let mut params = vec![("host".to_owned(), names.join(","))];
+    if ports.iter().any(|port| !port.is_empty()) {
+        params.push(("port".to_owned(), ports.join(",")));
+    }
+    params
+}
+
+fn decode_text(text: &str) -> String {
+    String::from_utf8_lossy(&decode(text)).into_owned()
 }
 
 fn decode(text: &str) -> Vec<u8> {
@@ -143,23 +205,27 @@ fn parse_keywords(conninfo: &str) -> ConnInfo {
         }
         if key == "password" && has_value {
             password = Some(value.into_bytes());
-        } else if has_value {
-            pairs.push((key, value));
         } else {
-            pairs.push((key, String::new()));
+            pairs.push((key, value));
         }
     }
-    let public = pairs
+    ConnInfo {
+        public: keyword_string(&pairs),
+        password,
+        params: pairs,
+    }
+}
+
+/// `key='value' …`, quoted so that any value survives.
+fn keyword_string(params: &[(String, String)]) -> String {
+    params
         .iter()
         .map(|(key, value)| {
-            format!(
-                "{key}='{}'",
-                value.replace('\\', "\\\\").replace('\'', "\\'")
-            )
+            let value = value.replace('\\', "\\\\").replace('\'', "\\'");
+            format!("{key}='{value}'")
         })
         .collect::<Vec<_>>()
-        .join(" ");
-    ConnInfo { public, password }
+        .join(" ")
 }
 
 #[cfg(test)]

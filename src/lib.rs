@@ -6,7 +6,8 @@
 //! - [`sources`] and [`conninfo`]: which database, and its connection string with the
 //!   password held apart from pg_dump's command line;
 //! - [`opts`]: pg_dump's options, parsed with its own rules, checked, re-emitted;
-//! - [`pg_dump`]: which pg_dump, its process, and its output as a stream;
+//! - [`server_version`]: the source's PostgreSQL version, learnt once, so that
+//!   [`pg_dump`] can choose the matching pg_dump, run it, and stream its output;
 //! - [`clean`]: the SQL-aware filter behind `clean_output`.
 //!
 //! [`config`] turns flags and environment into a typed configuration, [`serve`] starts the
@@ -21,4 +22,5 @@ pub mod logging;
 pub mod opts;
 pub mod pg_dump;
 pub mod serve;
+pub mod server_version;
 pub mod sources;

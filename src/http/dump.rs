@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::ApiError;
@@ -14,7 +15,11 @@ use super::request::DumpRequest;
 use super::AppState;
 use crate::auth::{self, ADMIN_ROLE};
 use crate::opts::{self, Format};
-use crate::pg_dump::{self, DumpError};
+use crate::pg_dump::{self, DumpError, PgDump};
+use crate::sources::Source;
+
+/// The version of the pg_dump that wrote a response.
+const PG_DUMP_VERSION: HeaderName = HeaderName::from_static("x-pg-dump-version");
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -67,24 +72,81 @@ async fn dump(state: &AppState, role: &str, body: &[u8]) -> Result<Response, Api
         .get(&request.source)
         .ok_or_else(|| ApiError::SourceNotFound(request.source.clone()))?;
     let options = opts::parse(&request.opts, request.clean_output)?;
-    let binary = state.pg_dump.newest().ok_or_else(|| DumpError::Spawn {
-        detail: "no pg_dump binary is configured".to_owned(),
-    })?;
-    let output = pg_dump::start(
-        &binary.path,
-        &options.args,
-        &source.conn,
-        request.clean_output,
-    )
-    .await?;
+    let (pg_dump, output) = start_dump(state, source, &options.args, request.clean_output).await?;
     let content_type = match options.format {
         Format::Plain if !options.compressed => "application/sql; charset=utf-8",
         _ => "application/octet-stream",
     };
+    let version = HeaderValue::from_str(&pg_dump.version.to_string())
+        .expect("a version is a valid header value");
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (PG_DUMP_VERSION, version),
+        ],
         Body::from_stream(output),
     )
         .into_response())
+}
+
+/// Runs the pg_dump that matches the source's server. When pg_dump refuses the server as
+/// newer than itself, the cached version was stale (the server was upgraded): learn it again
+/// and retry once — nothing has been sent to the client yet.
+async fn start_dump<'a>(
+    state: &'a AppState,
+    source: &Source,
+    args: &[String],
+    clean: bool,
+) -> Result<
+    (
+        &'a PgDump,
+        impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    ),
+    ApiError,
+> {
+    let mut retried = false;
+    loop {
+        let binary = choose_pg_dump(state, source).await?;
+        match pg_dump::start(&binary.path, args, &source.conn, clean).await {
+            Ok(output) => return Ok((binary, output)),
+            Err(DumpError::Failed { stderr }) => {
+                let Some(server) = pg_dump::refused_server_version(&stderr) else {
+                    return Err(DumpError::Failed { stderr }.into());
+                };
+                state.versions.forget(&source.name);
+                if retried {
+                    return Err(ApiError::VersionMismatch {
+                        server,
+                        installed: state.pg_dump.versions(),
+                    });
+                }
+                retried = true;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// The installed pg_dump for the source's server version. When the version cannot be
+/// learnt (e.g. the server is unreachable), the newest pg_dump runs and reports the problem
+/// in its own words.
+async fn choose_pg_dump<'a>(state: &'a AppState, source: &Source) -> Result<&'a PgDump, ApiError> {
+    let no_pg_dump = || DumpError::Spawn {
+        detail: "no pg_dump binary is configured".to_owned(),
+    };
+    match state.versions.get(&source.name, &source.conn).await {
+        Ok(server) => state
+            .pg_dump
+            .for_server(server)
+            .ok_or_else(|| ApiError::VersionMismatch {
+                server: server.to_string(),
+                installed: state.pg_dump.versions(),
+            }),
+        Err(why) => {
+            tracing::warn!(target: "pg-dump", source = %source.name, error = %why,
+                "could not learn the server version; running the newest pg_dump");
+            Ok(state.pg_dump.newest().ok_or_else(no_pg_dump)?)
+        }
+    }
 }

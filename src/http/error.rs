@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::pg_dump::DumpError;
+use crate::pg_dump::{DumpError, Version};
 
 /// Everything that can go wrong between a request and its dump.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +34,23 @@ pub enum ApiError {
     SourceNotFound(String),
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
+    #[error("{}", version_mismatch_message(server, installed))]
+    VersionMismatch {
+        server: String,
+        installed: Vec<Version>,
+    },
     #[error(transparent)]
     Dump(#[from] DumpError),
+}
+
+fn version_mismatch_message(server: &str, installed: &[Version]) -> String {
+    let installed: Vec<String> = installed.iter().map(Version::to_string).collect();
+    let major = server.split('.').next().unwrap_or(server);
+    format!(
+        "no installed pg_dump can dump this server: the server runs PostgreSQL {server}, \
+         the installed pg_dump versions are {}; install pg_dump {major} or newer",
+        installed.join(", ")
+    )
 }
 
 /// The wire form: keys in this order, `internal` only when present.
@@ -71,7 +86,9 @@ impl ApiError {
             | ApiError::SourceNotFound(_)
             | ApiError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
             ApiError::Dump(DumpError::NoMatch { .. }) => StatusCode::BAD_REQUEST,
-            ApiError::Dump(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Dump(_) | ApiError::VersionMismatch { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -89,6 +106,7 @@ impl ApiError {
             ApiError::ParseFailed { .. } => "parse-failed",
             ApiError::InvalidParams { .. } => "invalid-params",
             ApiError::Dump(DumpError::NoMatch { .. }) => "not-found",
+            ApiError::VersionMismatch { .. } => "pg-dump-version-mismatch",
             ApiError::Dump(_) => "unexpected",
         }
     }

@@ -20,6 +20,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::config::{Api, AuthMode, Config, EnabledApis};
 use crate::pg_dump::Toolbox;
+use crate::server_version::ServerVersions;
 use crate::sources::Sources;
 use error::ApiError;
 
@@ -34,6 +35,7 @@ pub struct AppState {
     pub dev_mode: bool,
     pub sources: Sources,
     pub pg_dump: Toolbox,
+    pub versions: ServerVersions,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
             dev_mode: config.dev_mode,
             sources,
             pg_dump,
+            versions: ServerVersions::default(),
         }
     }
 }
