@@ -93,6 +93,11 @@ pub struct ServeArgs {
     )]
     pub pg_dump_paths: Vec<PathBuf>,
 
+    /// Sources file: an exported Hasura metadata document (JSON or YAML) or a metadata
+    /// directory's `databases/databases.yaml`.
+    #[arg(long, env = "HASURA_GRAPHQL_SOURCES_FILE")]
+    pub sources_file: Option<PathBuf>,
+
     /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are killed.
     #[arg(
         long,
@@ -220,6 +225,7 @@ pub struct Config {
     pub dev_mode: bool,
     pub log_level: LogLevel,
     pub pg_dump_paths: Vec<PathBuf>,
+    pub sources_file: Option<PathBuf>,
     pub graceful_shutdown_timeout: Duration,
 }
 
@@ -255,6 +261,7 @@ impl Config {
             dev_mode: args.dev_mode,
             log_level: args.log_level,
             pg_dump_paths: args.pg_dump_paths,
+            sources_file: args.sources_file,
             graceful_shutdown_timeout: Duration::from_secs(args.graceful_shutdown_timeout),
         })
     }

@@ -16,7 +16,7 @@ use super::AppState;
 use crate::auth::{self, ADMIN_ROLE};
 use crate::opts::{self, Format};
 use crate::pg_dump::{self, DumpError, PgDump};
-use crate::sources::Source;
+use crate::sources::{Source, Unavailable};
 
 /// The version of the pg_dump that wrote a response.
 const PG_DUMP_VERSION: HeaderName = HeaderName::from_static("x-pg-dump-version");
@@ -70,7 +70,13 @@ async fn dump(state: &AppState, role: &str, body: &[u8]) -> Result<Response, Api
     let source = state
         .sources
         .get(&request.source)
-        .ok_or_else(|| ApiError::SourceNotFound(request.source.clone()))?;
+        .map_err(|why| match why {
+            Unavailable::NotFound => ApiError::SourceNotFound(request.source.clone()),
+            Unavailable::NotPostgres { kind } => ApiError::NotSupported {
+                name: request.source.clone(),
+                kind,
+            },
+        })?;
     let options = opts::parse(&request.opts, request.clean_output)?;
     let (pg_dump, output) = start_dump(state, source, &options.args, request.clean_output).await?;
     let content_type = match options.format {

@@ -32,6 +32,8 @@ pub enum ApiError {
     NotAdmin,
     #[error("source \"{0}\" not found")]
     SourceNotFound(String),
+    #[error("source \"{name}\" is of kind \"{kind}\": only postgres sources can be dumped")]
+    NotSupported { name: String, kind: String },
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
     #[error("{}", version_mismatch_message(server, installed))]
@@ -84,6 +86,7 @@ impl ApiError {
             | ApiError::ParseFailed { .. }
             | ApiError::NotAdmin
             | ApiError::SourceNotFound(_)
+            | ApiError::NotSupported { .. }
             | ApiError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
             ApiError::Dump(DumpError::NoMatch { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Dump(_) | ApiError::VersionMismatch { .. } => {
@@ -103,6 +106,7 @@ impl ApiError {
                 "access-denied"
             }
             ApiError::InvalidJson(_) => "invalid-json",
+            ApiError::NotSupported { .. } => "not-supported",
             ApiError::ParseFailed { .. } => "parse-failed",
             ApiError::InvalidParams { .. } => "invalid-params",
             ApiError::Dump(DumpError::NoMatch { .. }) => "not-found",

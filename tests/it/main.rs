@@ -3,6 +3,7 @@
 mod clean;
 mod dump;
 mod errors;
+mod matrix;
 mod process;
 mod serve;
 mod support;
