@@ -98,6 +98,28 @@ pub struct ServeArgs {
     #[arg(long, env = "HASURA_GRAPHQL_SOURCES_FILE")]
     pub sources_file: Option<PathBuf>,
 
+    /// At most this many pg_dump processes run per source.
+    #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub pg_dump_max_concurrent: u32,
+
+    /// At most this many requests per source wait for a pg_dump slot; more get a 503.
+    #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_QUEUE", default_value_t = 32)]
+    pub pg_dump_max_queue: u32,
+
+    /// Seconds a pg_dump may run before it is killed; 0 means no limit.
+    #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_TIMEOUT", default_value_t = 0)]
+    pub pg_dump_timeout: u64,
+
+    /// Seconds a client has to send its request headers (and, separately, its body).
+    #[arg(long, env = "HASURA_GRAPHQL_REQUEST_HEADER_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_header_timeout: u64,
+
+    /// Secret for GET /v1/metrics (`Authorization: Bearer SECRET`), besides admin auth.
+    #[arg(long, env = "HASURA_GRAPHQL_METRICS_SECRET", hide_env_values = true)]
+    pub metrics_secret: Option<String>,
+
     /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are killed.
     #[arg(
         long,
@@ -226,7 +248,21 @@ pub struct Config {
     pub log_level: LogLevel,
     pub pg_dump_paths: Vec<PathBuf>,
     pub sources_file: Option<PathBuf>,
+    pub limits: DumpLimits,
+    pub request_header_timeout: Duration,
+    pub metrics_secret: Option<Secret>,
     pub graceful_shutdown_timeout: Duration,
+}
+
+/// How much pg_dump work the server takes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpLimits {
+    /// pg_dump processes per source.
+    pub max_concurrent: usize,
+    /// Requests waiting per source.
+    pub max_queue: usize,
+    /// How long one pg_dump may run.
+    pub timeout: Option<Duration>,
 }
 
 impl Config {
@@ -262,6 +298,17 @@ impl Config {
             log_level: args.log_level,
             pg_dump_paths: args.pg_dump_paths,
             sources_file: args.sources_file,
+            limits: DumpLimits {
+                max_concurrent: args.pg_dump_max_concurrent as usize,
+                max_queue: args.pg_dump_max_queue as usize,
+                timeout: (args.pg_dump_timeout > 0)
+                    .then(|| Duration::from_secs(args.pg_dump_timeout)),
+            },
+            request_header_timeout: Duration::from_secs(args.request_header_timeout),
+            metrics_secret: args
+                .metrics_secret
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
             graceful_shutdown_timeout: Duration::from_secs(args.graceful_shutdown_timeout),
         })
     }
@@ -313,6 +360,15 @@ mod tests {
         assert_eq!(config.log_level, LogLevel::Info);
         assert!(config.enabled_apis.contains(Api::Pgdump));
         assert!(!config.enabled_apis.contains(Api::Metrics));
+        assert_eq!(
+            config.limits,
+            DumpLimits {
+                max_concurrent: 4,
+                max_queue: 32,
+                timeout: None
+            }
+        );
+        assert_eq!(config.graceful_shutdown_timeout, Duration::from_secs(60));
     }
 
     #[test]

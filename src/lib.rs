@@ -10,6 +10,9 @@
 //!   [`pg_dump`] can choose the matching pg_dump, run it, and stream its output;
 //! - [`clean`]: the SQL-aware filter behind `clean_output`.
 //!
+//! [`limits`] bounds how many pg_dump run and wait per source, [`metrics`] counts what
+//! happens to dumps.
+//!
 //! [`config`] turns flags and environment into a typed configuration, [`serve`] starts the
 //! server from it, and [`logging`] writes Hasura-shaped JSON log lines.
 
@@ -18,7 +21,9 @@ pub mod clean;
 pub mod config;
 pub mod conninfo;
 pub mod http;
+pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod opts;
 pub mod pg_dump;
 pub mod serve;

@@ -49,10 +49,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         listener,
         state,
         shutdown_signal(),
+        config.request_header_timeout,
         config.graceful_shutdown_timeout,
     )
-    .await
-    .context("server failed")?;
+    .await;
     tracing::info!(target: "startup", "stopped");
     Ok(())
 }

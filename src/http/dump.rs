@@ -1,7 +1,11 @@
 //! `POST /v1alpha1/pg_dump`: SPEC §2's steps in order — read the body, authenticate, parse,
 //! admin check, source, options — then pg_dump's output as a streamed 200.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -14,6 +18,8 @@ use super::error::ApiError;
 use super::request::DumpRequest;
 use super::AppState;
 use crate::auth::{self, ADMIN_ROLE};
+use crate::limits::Slot;
+use crate::metrics::Failure;
 use crate::opts::{self, Format};
 use crate::pg_dump::{self, DumpError, PgDump};
 use crate::sources::{Source, Unavailable};
@@ -30,7 +36,7 @@ pub async fn pg_dump(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match read_body(&headers, body).await {
+    let body = match read_body(&headers, body, state.request_timeout).await {
         Ok(body) => body,
         Err(err) => return err.to_response(state.dev_mode),
     };
@@ -45,8 +51,8 @@ pub async fn pg_dump(
     }
 }
 
-/// Reads the whole body, refusing more than [`BODY_LIMIT`] bytes.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// Reads the whole body within `timeout`, refusing more than [`BODY_LIMIT`] bytes.
+async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<Bytes, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -54,7 +60,8 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|len| len > BODY_LIMIT as u64) {
         return Err(too_large);
     }
-    match Limited::new(body, BODY_LIMIT).collect().await {
+    let collect = tokio::time::timeout(timeout, Limited::new(body, BODY_LIMIT).collect());
+    match collect.await.map_err(|_| ApiError::BodyTimeout(timeout))? {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<LengthLimitError>() => Err(too_large),
         Err(err) => Err(ApiError::BodyRead(err.to_string())),
@@ -62,7 +69,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// Steps 4–8 for an authenticated caller.
-async fn dump(state: &AppState, role: &str, body: &[u8]) -> Result<Response, ApiError> {
+async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response, ApiError> {
     let request = DumpRequest::parse(body)?;
     if role != ADMIN_ROLE {
         return Err(ApiError::NotAdmin);
@@ -78,7 +85,38 @@ async fn dump(state: &AppState, role: &str, body: &[u8]) -> Result<Response, Api
             },
         })?;
     let options = opts::parse(&request.opts, request.clean_output)?;
-    let (pg_dump, output) = start_dump(state, source, &options.args, request.clean_output).await?;
+
+    let started = Instant::now();
+    state.metrics.started(&source.name);
+    let failed = |err: ApiError| {
+        state
+            .metrics
+            .finished(&source.name, Err(failure(&err)), started.elapsed());
+        err
+    };
+    let slot = state.limits.acquire(&source.name).await.map_err(|busy| {
+        failed(ApiError::Busy {
+            name: source.name.clone(),
+            running: busy.running,
+            queued: busy.queued,
+        })
+    })?;
+    let (pg_dump, output) = start_dump(state, source, &options.args, request.clean_output)
+        .await
+        .map_err(failed)?;
+    state
+        .metrics
+        .ran(&source.name, &pg_dump.version.to_string());
+    let output = Tracked {
+        inner: Box::pin(output),
+        state: Arc::clone(state),
+        source: source.name.clone(),
+        started,
+        bytes: 0,
+        outcome: None,
+        _slot: slot,
+    };
+
     let content_type = match options.format {
         Format::Plain if !options.compressed => "application/sql; charset=utf-8",
         _ => "application/octet-stream",
@@ -94,6 +132,61 @@ async fn dump(state: &AppState, role: &str, body: &[u8]) -> Result<Response, Api
         Body::from_stream(output),
     )
         .into_response())
+}
+
+/// The metrics reason of a dump that failed before its output started.
+fn failure(err: &ApiError) -> Failure {
+    match err {
+        ApiError::Busy { .. } => Failure::Busy,
+        ApiError::VersionMismatch { .. } => Failure::VersionMismatch,
+        ApiError::Dump(DumpError::NoMatch { .. }) => Failure::NoMatch,
+        ApiError::Dump(DumpError::TimedOut { .. }) => Failure::Timeout,
+        ApiError::Dump(DumpError::Spawn { .. }) => Failure::Spawn,
+        _ => Failure::PgDump,
+    }
+}
+
+/// The output stream of a running dump: counts its bytes, holds its pg_dump slot, and
+/// records how the dump ended when the response is done with it.
+struct Tracked<S> {
+    inner: Pin<Box<S>>,
+    state: Arc<AppState>,
+    source: String,
+    started: Instant,
+    bytes: u64,
+    outcome: Option<Result<(), Failure>>,
+    _slot: Slot,
+}
+
+impl<S: Stream<Item = io::Result<Bytes>>> Stream for Tracked<S> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => self.bytes += chunk.len() as u64,
+            Poll::Ready(Some(Err(err))) => {
+                self.outcome = Some(Err(match err.kind() {
+                    io::ErrorKind::TimedOut => Failure::Timeout,
+                    _ => Failure::PgDump,
+                }));
+            }
+            Poll::Ready(None) => {
+                self.outcome.get_or_insert(Ok(()));
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl<S> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        let metrics = &self.state.metrics;
+        metrics.streamed(&self.source, self.bytes);
+        let outcome = self.outcome.unwrap_or(Err(Failure::ClientGone));
+        metrics.finished(&self.source, outcome, self.started.elapsed());
+    }
 }
 
 /// Runs the pg_dump that matches the source's server. When pg_dump refuses the server as
@@ -114,7 +207,8 @@ async fn start_dump<'a>(
     let mut retried = false;
     loop {
         let binary = choose_pg_dump(state, source).await?;
-        match pg_dump::start(&binary.path, args, &source.conn, clean).await {
+        let time_limit = state.dump_limits.timeout;
+        match pg_dump::start(&binary.path, args, &source.conn, clean, time_limit).await {
             Ok(output) => return Ok((binary, output)),
             Err(DumpError::Failed { stderr }) => {
                 let Some(server) = pg_dump::refused_server_version(&stderr) else {

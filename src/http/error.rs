@@ -2,6 +2,8 @@
 //! `code`, its message and `path`, and the optional `internal` detail; [`ApiError::to_response`]
 //! is the only place that writes an error body.
 
+use std::time::Duration;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -20,6 +22,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {} s", .0.as_secs())]
+    BodyTimeout(Duration),
     #[error("invalid \"x-hasura-admin-secret\"/\"x-hasura-access-key\"")]
     InvalidSecret,
     #[error("\"x-hasura-admin-secret\"/\"x-hasura-access-key\" required, but not found")]
@@ -41,9 +45,20 @@ pub enum ApiError {
         server: String,
         installed: Vec<Version>,
     },
+    #[error(
+        "source \"{name}\" is busy: {running} dumps running and {queued} waiting; retry later"
+    )]
+    Busy {
+        name: String,
+        running: usize,
+        queued: usize,
+    },
     #[error(transparent)]
     Dump(#[from] DumpError),
 }
+
+/// Seconds a client turned away for a busy source is asked to wait.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 fn version_mismatch_message(server: &str, installed: &[Version]) -> String {
     let installed: Vec<String> = installed.iter().map(Version::to_string).collect();
@@ -80,6 +95,9 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Dump(DumpError::TimedOut { .. }) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
@@ -101,6 +119,9 @@ impl ApiError {
             ApiError::NotFound | ApiError::SourceNotFound(_) => "not-found",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::BodyTimeout(_) => "request-timeout",
+            ApiError::Busy { .. } => "unavailable",
+            ApiError::Dump(DumpError::TimedOut { .. }) => "timeout",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
@@ -150,8 +171,11 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        if matches!(self, ApiError::MethodNotAllowed) {
-            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        if matches!(self, ApiError::Busy { .. }) {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
         }
         response.extensions_mut().insert(ErrorSummary {
             code: self.code(),
