@@ -5,5 +5,6 @@ mod dump;
 mod errors;
 mod matrix;
 mod process;
+mod reliability;
 mod serve;
 mod support;
