@@ -11,9 +11,13 @@
 //!
 //! [`config`] turns flags and environment into a typed configuration, [`serve`] starts the
 //! server from it, and [`logging`] writes Hasura-shaped JSON log lines.
+//!
+//! [`client`] is the other side: the pieces of the command-line client that calls any server
+//! speaking the PG Dump API.
 
 pub mod auth;
 pub mod clean;
+pub mod client;
 pub mod config;
 pub mod conninfo;
 pub mod http;
