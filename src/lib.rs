@@ -12,8 +12,8 @@
 //! [`config`] turns flags and environment into a typed configuration, [`serve`] starts the
 //! server from it, and [`logging`] writes Hasura-shaped JSON log lines.
 //!
-//! [`client`] is the other side: the pieces of the command-line client that calls any server
-//! speaking the PG Dump API.
+//! [`client`] is the other side: the `dump`, `migrate create` and `seed create` commands,
+//! which call any server that speaks the PG Dump API and write what it sends atomically.
 
 pub mod auth;
 pub mod clean;
