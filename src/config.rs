@@ -27,6 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve POST /v1alpha1/pg_dump.
     Serve(ServeArgs),
+    /// Dump a database through a server's PG Dump API, to a file (atomically) or stdout.
+    Dump(crate::client::args::DumpArgs),
+    /// Create Hasura migrations from a server's schema.
+    Migrate(crate::client::args::MigrateArgs),
+    /// Create Hasura seed files from a server's tables.
+    Seed(crate::client::args::SeedArgs),
 }
 
 /// Flags of `pgdump-api serve`, exactly as given; [`Config::from_args`] validates them.
@@ -323,6 +329,7 @@ mod tests {
         let argv = ["pgdump-api", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv).expect("valid flags").command {
             Command::Serve(args) => args,
+            _ => panic!("not the serve command"),
         }
     }
 

@@ -15,9 +15,13 @@
 //!
 //! [`config`] turns flags and environment into a typed configuration, [`serve`] starts the
 //! server from it, and [`logging`] writes Hasura-shaped JSON log lines.
+//!
+//! [`client`] is the other side: the `dump`, `migrate create` and `seed create` commands,
+//! which call any server that speaks the PG Dump API and write what it sends atomically.
 
 pub mod auth;
 pub mod clean;
+pub mod client;
 pub mod config;
 pub mod conninfo;
 pub mod http;
