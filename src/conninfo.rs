@@ -1,6 +1,7 @@
 //! PostgreSQL connection strings, split into what may appear on pg_dump's command line and the
 //! password, which must not: anything in argv is readable by every local user through
-//! `/proc/PID/cmdline`, so the password travels in pg_dump's environment instead.
+//! `/proc/PID/cmdline`, so the password travels in pg_dump's environment instead. The same
+//! goes for `sslpassword` (the client key's passphrase), libpq's other secret parameter.
 //!
 //! Both libpq forms are understood: URIs (`postgres://user:pw@host/db?sslmode=require`) and
 //! keyword/value strings (`host=h password='p w'`). Everything but the password is passed on
@@ -15,7 +16,8 @@ use percent_encoding::percent_decode_str;
 pub struct ConnInfo {
     public: String,
     password: Option<Vec<u8>>,
-    /// Every parameter but the password, decoded, in order (`host`, `port` may be comma lists).
+    ssl_password: Option<String>,
+    /// Every parameter but the secrets, decoded, in order (`host`, `port` may be comma lists).
     params: Vec<(String, String)>,
 }
 
@@ -35,6 +37,7 @@ impl ConnInfo {
         ConnInfo {
             public: keyword_string(&params),
             password: password.map(String::into_bytes),
+            ssl_password: None,
             params,
         }
     }
@@ -58,12 +61,20 @@ impl ConnInfo {
         self.password.as_deref()
     }
 
-    /// Replaces every occurrence of the password in `text` (e.g. pg_dump's stderr) by `***`.
+    /// The client key's passphrase (`sslpassword`), which has no environment variable.
+    pub fn ssl_password(&self) -> Option<&str> {
+        self.ssl_password.as_deref()
+    }
+
+    /// Replaces every occurrence of a secret in `text` (e.g. pg_dump's stderr) by `***`.
     pub fn redact(&self, text: &str) -> String {
-        match self.password.as_deref().map(String::from_utf8_lossy) {
-            Some(password) if !password.is_empty() => text.replace(password.as_ref(), "***"),
-            _ => text.to_owned(),
-        }
+        let password = self.password.as_deref().map(String::from_utf8_lossy);
+        let secrets = [password.as_deref(), self.ssl_password.as_deref()];
+        secrets
+            .into_iter()
+            .flatten()
+            .filter(|secret| !secret.is_empty())
+            .fold(text.to_owned(), |text, secret| text.replace(secret, "***"))
     }
 }
 
@@ -72,6 +83,7 @@ impl fmt::Debug for ConnInfo {
         f.debug_struct("ConnInfo")
             .field("public", &self.public)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ssl_password", &self.ssl_password.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -83,6 +95,7 @@ fn parse_uri(uri: &str) -> ConnInfo {
     let (scheme, rest) = uri.split_at(scheme_end);
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let mut password = None;
+    let mut ssl_password = None;
     let mut params = Vec::new();
     let mut public = String::from(scheme);
     let after_user = match rest[..authority_end].find('@') {
@@ -119,6 +132,9 @@ fn parse_uri(uri: &str) -> ConnInfo {
         for param in query.split('&') {
             match param.split_once('=') {
                 Some((key, value)) if decode(key) == b"password" => password = Some(decode(value)),
+                Some((key, value)) if decode(key) == b"sslpassword" => {
+                    ssl_password = Some(decode_text(value));
+                }
                 Some((key, value)) => {
                     params.push((decode_text(key), decode_text(value)));
                     kept.push(param);
@@ -134,6 +150,7 @@ fn parse_uri(uri: &str) -> ConnInfo {
     ConnInfo {
         public,
         password,
+        ssl_password,
         params,
     }
 }
@@ -172,6 +189,7 @@ fn decode(text: &str) -> Vec<u8> {
 fn parse_keywords(conninfo: &str) -> ConnInfo {
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut password = None;
+    let mut ssl_password = None;
     let mut chars = conninfo.chars().peekable();
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -205,6 +223,8 @@ fn parse_keywords(conninfo: &str) -> ConnInfo {
         }
         if key == "password" && has_value {
             password = Some(value.into_bytes());
+        } else if key == "sslpassword" && has_value {
+            ssl_password = Some(value);
         } else {
             pairs.push((key, value));
         }
@@ -212,6 +232,7 @@ fn parse_keywords(conninfo: &str) -> ConnInfo {
     ConnInfo {
         public: keyword_string(&pairs),
         password,
+        ssl_password,
         params: pairs,
     }
 }
@@ -295,6 +316,18 @@ mod tests {
             split("dbname=app user=a\\ b"),
             ("dbname='app' user='a b'".to_owned(), None)
         );
+    }
+
+    #[test]
+    fn sslpassword_moves_out_too() {
+        let info = ConnInfo::parse("postgres://u:pw@h/db?sslpassword=k3y&sslmode=require");
+        assert_eq!(info.public(), "postgres://u@h/db?sslmode=require");
+        assert_eq!(info.ssl_password(), Some("k3y"));
+        assert!(!format!("{info:?}").contains("k3y"));
+        assert_eq!(info.redact("pw and k3y"), "*** and ***");
+        let info = ConnInfo::parse("host=h sslpassword='a b' dbname=d");
+        assert_eq!(info.public(), "host='h' dbname='d'");
+        assert_eq!(info.ssl_password(), Some("a b"));
     }
 
     #[test]

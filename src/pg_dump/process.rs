@@ -79,6 +79,20 @@ pub async fn start(
     if let Some(password) = conn.password() {
         command.env("PGPASSWORD", OsStr::from_bytes(password));
     }
+    // sslpassword has no environment variable: it goes in a private service file, whose
+    // values libpq uses for whatever the connection string leaves unset.
+    let service_file = match conn.ssl_password() {
+        Some(ssl_password) => {
+            let file = service_file(ssl_password).map_err(|err| DumpError::Spawn {
+                detail: format!("could not write pg_dump's service file: {err}"),
+            })?;
+            command
+                .env("PGSERVICEFILE", file.path())
+                .env("PGSERVICE", SERVICE_NAME);
+            Some(file)
+        }
+        None => None,
+    };
     let mut child = command.spawn().map_err(|err| DumpError::Spawn {
         detail: format!("could not start {}: {err}", pg_dump.display()),
     })?;
@@ -94,6 +108,7 @@ pub async fn start(
         cleaner: clean.then(Cleaner::new),
         conn: conn.clone(),
         limit: time_limit.map(|limit| (limit, Instant::now() + limit)),
+        _service_file: service_file,
     };
     let first = match run.read().await {
         Ok(Some(chunk)) => Some(chunk),
@@ -125,6 +140,8 @@ struct Running {
     conn: ConnInfo,
     /// The time limit and when it runs out.
     limit: Option<(Duration, Instant)>,
+    /// Removed when the run ends.
+    _service_file: Option<tempfile::NamedTempFile>,
 }
 
 impl Running {
@@ -260,6 +277,20 @@ fn classify(status: ExitStatus, stderr: &str) -> Result<(), DumpError> {
             stderr: stderr.to_owned(),
         },
     })
+}
+
+/// The service that carries secrets pg_dump cannot get from its environment.
+const SERVICE_NAME: &str = "pgdump-api";
+
+/// A temporary service file readable by this user only (tempfile creates it with mode 0600).
+fn service_file(ssl_password: &str) -> io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .prefix("pgdump-api-service-")
+        .tempfile()?;
+    writeln!(file, "[{SERVICE_NAME}]\nsslpassword={ssl_password}")?;
+    file.flush()?;
+    Ok(file)
 }
 
 /// Drains `stream` to its end, keeping at most [`STDERR_CAP`] bytes.
