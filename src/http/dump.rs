@@ -86,34 +86,30 @@ async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response
         })?;
     let options = opts::parse(&request.opts, request.clean_output)?;
 
-    let started = Instant::now();
-    state.metrics.started(&source.name);
-    let failed = |err: ApiError| {
-        state
-            .metrics
-            .finished(&source.name, Err(failure(&err)), started.elapsed());
-        err
+    // Recorded in the metrics when dropped, however the request ends (a client that leaves
+    // the queue included).
+    let mut attempt = Attempt::new(state, &source.name);
+    let slot = match state.limits.acquire(&source.name).await {
+        Ok(slot) => slot,
+        Err(busy) => {
+            return Err(attempt.failed(ApiError::Busy {
+                name: source.name.clone(),
+                running: busy.running,
+                queued: busy.queued,
+            }))
+        }
     };
-    let slot = state.limits.acquire(&source.name).await.map_err(|busy| {
-        failed(ApiError::Busy {
-            name: source.name.clone(),
-            running: busy.running,
-            queued: busy.queued,
-        })
-    })?;
-    let (pg_dump, output) = start_dump(state, source, &options.args, request.clean_output)
-        .await
-        .map_err(failed)?;
+    let (pg_dump, output) =
+        match start_dump(state, source, &options.args, request.clean_output).await {
+            Ok(started) => started,
+            Err(err) => return Err(attempt.failed(err)),
+        };
     state
         .metrics
         .ran(&source.name, &pg_dump.version.to_string());
     let output = Tracked {
         inner: Box::pin(output),
-        state: Arc::clone(state),
-        source: source.name.clone(),
-        started,
-        bytes: 0,
-        outcome: None,
+        attempt,
         _slot: slot,
     };
 
@@ -134,27 +130,56 @@ async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response
         .into_response())
 }
 
-/// The metrics reason of a dump that failed before its output started.
-fn failure(err: &ApiError) -> Failure {
-    match err {
-        ApiError::Busy { .. } => Failure::Busy,
-        ApiError::VersionMismatch { .. } => Failure::VersionMismatch,
-        ApiError::Dump(DumpError::NoMatch { .. }) => Failure::NoMatch,
-        ApiError::Dump(DumpError::TimedOut { .. }) => Failure::Timeout,
-        ApiError::Dump(DumpError::Spawn { .. }) => Failure::Spawn,
-        _ => Failure::PgDump,
-    }
-}
-
-/// The output stream of a running dump: counts its bytes, holds its pg_dump slot, and
-/// records how the dump ended when the response is done with it.
-struct Tracked<S> {
-    inner: Pin<Box<S>>,
+/// One dump request from validation to the end of its output, as the metrics see it.
+struct Attempt {
     state: Arc<AppState>,
     source: String,
     started: Instant,
     bytes: u64,
+    /// `None` until the dump ended; still `None` when dropped means the client left.
     outcome: Option<Result<(), Failure>>,
+}
+
+impl Attempt {
+    fn new(state: &Arc<AppState>, source: &str) -> Attempt {
+        state.metrics.started(source);
+        Attempt {
+            state: Arc::clone(state),
+            source: source.to_owned(),
+            started: Instant::now(),
+            bytes: 0,
+            outcome: None,
+        }
+    }
+
+    /// Records why the dump failed before its output started, and passes the error on.
+    fn failed(&mut self, err: ApiError) -> ApiError {
+        self.outcome = Some(Err(match &err {
+            ApiError::Busy { .. } => Failure::Busy,
+            ApiError::VersionMismatch { .. } => Failure::VersionMismatch,
+            ApiError::Dump(DumpError::NoMatch { .. }) => Failure::NoMatch,
+            ApiError::Dump(DumpError::TimedOut { .. }) => Failure::Timeout,
+            ApiError::Dump(DumpError::Spawn { .. }) => Failure::Spawn,
+            _ => Failure::PgDump,
+        }));
+        err
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let metrics = &self.state.metrics;
+        metrics.streamed(&self.source, self.bytes);
+        let outcome = self.outcome.unwrap_or(Err(Failure::ClientGone));
+        metrics.finished(&self.source, outcome, self.started.elapsed());
+    }
+}
+
+/// The output stream of a running dump: counts its bytes, holds its pg_dump slot, and
+/// records how the dump ended.
+struct Tracked<S> {
+    inner: Pin<Box<S>>,
+    attempt: Attempt,
     _slot: Slot,
 }
 
@@ -163,29 +188,21 @@ impl<S: Stream<Item = io::Result<Bytes>>> Stream for Tracked<S> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = self.inner.as_mut().poll_next(cx);
+        let attempt = &mut self.attempt;
         match &polled {
-            Poll::Ready(Some(Ok(chunk))) => self.bytes += chunk.len() as u64,
+            Poll::Ready(Some(Ok(chunk))) => attempt.bytes += chunk.len() as u64,
             Poll::Ready(Some(Err(err))) => {
-                self.outcome = Some(Err(match err.kind() {
+                attempt.outcome = Some(Err(match err.kind() {
                     io::ErrorKind::TimedOut => Failure::Timeout,
                     _ => Failure::PgDump,
                 }));
             }
             Poll::Ready(None) => {
-                self.outcome.get_or_insert(Ok(()));
+                attempt.outcome.get_or_insert(Ok(()));
             }
             Poll::Pending => {}
         }
         polled
-    }
-}
-
-impl<S> Drop for Tracked<S> {
-    fn drop(&mut self) {
-        let metrics = &self.state.metrics;
-        metrics.streamed(&self.source, self.bytes);
-        let outcome = self.outcome.unwrap_or(Err(Failure::ClientGone));
-        metrics.finished(&self.source, outcome, self.started.elapsed());
     }
 }
 

@@ -165,8 +165,12 @@ async fn a_client_leaving_the_queue_frees_its_place() {
     })
     .await;
     drop(leaving);
-    eventually_async(&server, "queue empty", |text| {
+    eventually_async(&server, "queue empty, the leaver counted", |text| {
         metric(text, "pgdump_dumps_queued{source=\"default\"}") == Some(0.0)
+            && metric(
+                text,
+                "pgdump_dumps_failed_total{source=\"default\",reason=\"client_gone\"}",
+            ) == Some(1.0)
     })
     .await;
     let queued = spawn_dump(&server);
