@@ -237,7 +237,8 @@ pub enum AuthMode {
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// A host name or IP address; `*` is turned into `0.0.0.0` here.
+    /// A host name or IP address; `*` means every interface, IPv6 and IPv4 where the system
+    /// has IPv6 (`::`, dual-stack), else IPv4 (`0.0.0.0`).
     pub host: String,
     pub port: u16,
 }
@@ -284,7 +285,7 @@ impl Config {
             None => AuthMode::Open,
         };
         let host = match args.server_host.trim() {
-            "*" => "0.0.0.0".to_owned(),
+            "*" => "*".to_owned(),
             "" => bail!("--server-host / HASURA_GRAPHQL_SERVER_HOST must not be empty"),
             host => host.to_owned(),
         };
@@ -360,7 +361,7 @@ mod tests {
     #[test]
     fn defaults_match_the_reference() {
         let config = Config::from_args(serve(&[])).unwrap();
-        assert_eq!(config.listen.host, "0.0.0.0");
+        assert_eq!(config.listen.host, "*");
         assert_eq!(config.listen.port, 8080);
         assert!(config.admin_internal_errors);
         assert!(!config.dev_mode);

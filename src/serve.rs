@@ -29,7 +29,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
              or --sources-file / HASURA_GRAPHQL_SOURCES_FILE"
         );
     }
-    let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
+    let listener = bind(&config.listen.host, config.listen.port)
         .await
         .with_context(|| {
             format!(
@@ -71,6 +71,17 @@ async fn learn_server_versions(state: Arc<AppState>) {
             Err(error) => tracing::warn!(target: "startup", source = %source.name, %error,
                 "could not learn the server version yet"),
         }
+    }
+}
+
+/// Binds `host:port`; `*` is every interface: dual-stack `::`, or `0.0.0.0` without IPv6.
+async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    if host != "*" {
+        return TcpListener::bind((host, port)).await;
+    }
+    match TcpListener::bind(("::", port)).await {
+        Ok(listener) => Ok(listener),
+        Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
     }
 }
 

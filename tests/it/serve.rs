@@ -242,3 +242,21 @@ async fn sources_file_from_a_hasura_project() {
         assert!(stderr.contains(part), "{part} not in {stderr}");
     }
 }
+
+#[tokio::test]
+async fn open_access_on_every_interface_is_warned_about() {
+    let db = TestDb::new().await;
+    let warning = "no admin secret is set";
+    let everywhere = Server::builder(&db.url).host("*").start();
+    assert!(
+        everywhere.logs().iter().any(|line| line.contains(warning)),
+        "{:?}",
+        everywhere.logs()
+    );
+    let reply = dump_json(&everywhere, json!({"opts": ["-s"]})).await;
+    assert_eq!(reply.status, 200);
+    let loopback = Server::builder(&db.url).start();
+    assert!(loopback.logs().iter().all(|line| !line.contains(warning)));
+    let secured = Server::builder(&db.url).host("*").secret("s").start();
+    assert!(secured.logs().iter().all(|line| !line.contains(warning)));
+}

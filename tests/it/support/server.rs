@@ -17,6 +17,7 @@ pub struct ServerBuilder {
     envs: Vec<(String, String)>,
     database_url: Option<String>,
     pg_dumps: Vec<PathBuf>,
+    host: String,
 }
 
 /// A running `pgdump-api serve`.
@@ -45,6 +46,12 @@ impl ServerBuilder {
         self.args(["--admin-secret", secret])
     }
 
+    /// Listens on `host` instead of 127.0.0.1.
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_owned();
+        self
+    }
+
     /// Uses this pg_dump (repeatable) instead of the default cluster's.
     pub fn pg_dump(mut self, path: impl Into<PathBuf>) -> Self {
         self.pg_dumps.push(path.into());
@@ -60,7 +67,7 @@ impl ServerBuilder {
                 command.env_remove(key);
             }
         }
-        command.args(["--server-host", "127.0.0.1", "--server-port", "0"]);
+        command.args(["--server-host", &self.host, "--server-port", "0"]);
         if self.pg_dumps.is_empty() {
             self.pg_dumps.push(cluster().pg_dump());
         }
@@ -124,7 +131,12 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
     if value["type"] != "startup" || value["detail"]["message"] != "listening" {
         return None;
     }
-    value["detail"]["address"].as_str()?.parse().ok()
+    let addr: SocketAddr = value["detail"]["address"].as_str()?.parse().ok()?;
+    // A server on every interface is reached over loopback.
+    Some(match addr.ip().is_unspecified() {
+        true => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        false => addr,
+    })
 }
 
 impl Server {
@@ -135,6 +147,7 @@ impl Server {
             envs: Vec::new(),
             database_url: Some(database_url.to_owned()),
             pg_dumps: Vec::new(),
+            host: "127.0.0.1".to_owned(),
         }
     }
 
@@ -145,10 +158,11 @@ impl Server {
             envs: Vec::new(),
             database_url: None,
             pg_dumps: Vec::new(),
+            host: "127.0.0.1".to_owned(),
         }
     }
 
-    /// `http://ADDR/PATH`.
+    /// `http://ADDR/PATH` (over loopback when the server listens on every interface).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
