@@ -1,36 +1,16 @@
 //! pg_dump as a process: the password stays out of its argv, and it never outlives the
 //! client that asked for it; a failure after the 200 aborts the response.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::support::postgres::PASSWORD;
-use crate::support::{eventually, pg_dump_children, Server, TestDb, REFERENCE_SCHEMA};
-
-/// Sends a dump request on a raw socket, so the test decides when the client goes away.
-fn send_raw(server: &Server, body: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    write!(
-        stream,
-        "POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    stream
-}
-
-/// Holds an exclusive lock on `articles` until the returned client is dropped.
-async fn lock_articles(db: &TestDb) -> tokio_postgres::Client {
-    let client = db.client().await;
-    client
-        .batch_execute("BEGIN; LOCK TABLE articles IN ACCESS EXCLUSIVE MODE;")
-        .await
-        .unwrap();
-    client
-}
+use crate::support::{
+    big_table_db, eventually, lock_articles, pg_dump_children, send_raw, Server, TestDb,
+    REFERENCE_SCHEMA,
+};
 
 #[tokio::test]
 async fn password_is_not_in_pg_dumps_argv_and_disconnect_kills_it() {
@@ -91,14 +71,6 @@ async fn password_is_not_in_pg_dumps_argv_and_disconnect_kills_it() {
         .logs()
         .iter()
         .all(|line| !line.contains(PASSWORD) && !line.contains("Kp-Phrase9")));
-}
-
-async fn big_table_db() -> TestDb {
-    TestDb::with(
-        "CREATE TABLE big (id int, payload text);
-         INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 60000) g;",
-    )
-    .await
 }
 
 #[tokio::test]

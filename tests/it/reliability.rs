@@ -8,18 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::{
-    dump_json, eventually, http, pg_dump_children, post_dump, Server, TestDb, REFERENCE_SCHEMA,
+    big_table_db, dump_json, eventually, http, lock_articles, pg_dump_children, post_dump,
+    send_raw, Server, TestDb, REFERENCE_SCHEMA,
 };
-
-/// Holds an exclusive lock on `articles` until the returned client is dropped.
-async fn lock_articles(db: &TestDb) -> tokio_postgres::Client {
-    let client = db.client().await;
-    client
-        .batch_execute("BEGIN; LOCK TABLE articles IN ACCESS EXCLUSIVE MODE;")
-        .await
-        .unwrap();
-    client
-}
 
 /// Starts a schema dump in the background; resolves to (status, Retry-After, body).
 fn spawn_dump(server: &Server) -> tokio::task::JoinHandle<(u16, Option<String>, String)> {
@@ -152,14 +143,7 @@ async fn a_client_leaving_the_queue_frees_its_place() {
         pg_dump_children(server.pid()).len() == 1
     })
     .await;
-    let mut leaving = TcpStream::connect(server.addr).unwrap();
-    let body = r#"{"opts":["--schema-only"]}"#;
-    write!(
-        leaving,
-        "POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let leaving = send_raw(&server, r#"{"opts":["--schema-only"]}"#);
     eventually_async(&server, "1 queued", |text| {
         metric(text, "pgdump_dumps_queued{source=\"default\"}") == Some(1.0)
     })
@@ -204,11 +188,7 @@ async fn time_limit_before_the_first_byte_is_a_504_and_kills_pg_dump() {
 
 #[tokio::test]
 async fn time_limit_mid_stream_aborts_the_response() {
-    let db = TestDb::with(
-        "CREATE TABLE big (id int, payload text);
-         INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 60000) g;",
-    )
-    .await;
+    let db = big_table_db().await;
     let server = Server::builder(&db.url)
         .args(["--pg-dump-timeout", "2"])
         .start();
@@ -247,27 +227,12 @@ async fn time_limit_mid_stream_aborts_the_response() {
 
 #[tokio::test]
 async fn twenty_clients_leaving_mid_stream_leave_no_pg_dump_behind() {
-    let db = TestDb::with(
-        "CREATE TABLE big (id int, payload text);
-         INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 60000) g;",
-    )
-    .await;
+    let db = big_table_db().await;
     let server = Server::builder(&db.url)
         .args(["--pg-dump-max-concurrent", "20"])
         .start();
     let body = r#"{"opts":["--data-only"]}"#;
-    let clients: Vec<_> = (0..20)
-        .map(|_| {
-            let mut stream = TcpStream::connect(server.addr).unwrap();
-            write!(
-                stream,
-                "POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
-            stream
-        })
-        .collect();
+    let clients: Vec<_> = (0..20).map(|_| send_raw(&server, body)).collect();
     for mut client in clients {
         let mut buf = vec![0u8; 64 * 1024];
         let mut got = 0;

@@ -143,10 +143,7 @@ async fn flags_win_over_environment() {
 async fn sigterm_lets_the_running_dump_finish() {
     let db = TestDb::with(REFERENCE_SCHEMA).await;
     let server = Server::builder(&db.url).start();
-    let lock = db.client().await;
-    lock.batch_execute("BEGIN; LOCK TABLE articles IN ACCESS EXCLUSIVE MODE;")
-        .await
-        .unwrap();
+    let lock = crate::support::lock_articles(&db).await;
     let url = server.url("/v1alpha1/pg_dump");
     let request = tokio::spawn(async move {
         let response = http()
