@@ -287,6 +287,7 @@ fn wait_ready(bin_dir: &Path, port: u16, dir: &Path) -> Result<(), String> {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    admin_url: String,
 }
 
 impl TestDb {
@@ -310,6 +311,7 @@ impl TestDb {
             .expect("CREATE DATABASE");
         TestDb {
             url: cluster.url(&name),
+            admin_url: cluster.url("postgres"),
             name,
         }
     }
@@ -324,6 +326,32 @@ impl TestDb {
     /// A new client connection to this database.
     pub async fn client(&self) -> Client {
         connect(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops the database, on a thread of its own since the test's runtime may be gone.
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
+                tokio::spawn(connection);
+                // WITH (FORCE) ends sessions a test left open; PostgreSQL 12 lacks it.
+                let force = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                if client.batch_execute(&force).await.is_err() {
+                    let plain = format!("DROP DATABASE IF EXISTS {name}");
+                    client.batch_execute(&plain).await.ok()?;
+                }
+                Some(())
+            })
+        });
+        // Best effort: the whole cluster is removed when the test binary exits anyway.
+        let _ = dropped.join();
     }
 }
 
