@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "pgdump-api",
     version,
-    about = "A Hasura-compatible PG Dump API server"
+    about = "A Hasura-compatible PG Dump API: the server and its client"
 )]
 pub struct Cli {
     #[command(subcommand)]
