@@ -1,5 +1,5 @@
 //! Everything about the `pg_dump` program: finding the installed binaries and their versions
-//! ([`Toolbox`]), and running one for a request ([`process`]).
+//! ([`Toolbox`]), and running one for a request ([`start`]).
 
 mod process;
 
