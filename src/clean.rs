@@ -47,6 +47,9 @@ const WS: u8 = 0;
 const PLAIN: u8 = 1;
 const SPECIAL: u8 = 2;
 
+/// The bytes that can change the scanner's state in top-level code.
+const SPECIALS: [u8; 7] = *b"\n;-/'\"$";
+
 static CLASS: [u8; 256] = {
     let mut table = [PLAIN; 256];
     let ws = b" \t\r\x0b\x0c";
@@ -55,10 +58,9 @@ static CLASS: [u8; 256] = {
         table[ws[i] as usize] = WS;
         i += 1;
     }
-    let special = b"\n;-/'\"$";
     let mut i = 0;
-    while i < special.len() {
-        table[special[i] as usize] = SPECIAL;
+    while i < SPECIALS.len() {
+        table[SPECIALS[i] as usize] = SPECIAL;
         i += 1;
     }
     table
@@ -196,17 +198,28 @@ impl Cleaner {
     /// Scans `input` (any chunk of pg_dump output, split anywhere, even inside a UTF-8 char or a line)
     /// and appends the kept bytes to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        // Kept lines are copied in runs, from `kept_from` up to the next dropped line, rather
+        // than one by one: most lines are kept, and most are short.
+        let mut kept_from = 0;
         let mut line_from = 0;
         let mut pos = 0;
         while pos < input.len() {
             let (next, line_end) = self.step(input, pos);
             pos = next;
             if line_end {
-                self.end_line(&input[line_from..pos], out);
+                if !self.end_line(&input[line_from..pos], out) {
+                    out.extend_from_slice(&input[kept_from..line_from]);
+                    kept_from = pos;
+                }
                 line_from = pos;
             }
         }
-        self.end_chunk(&input[line_from..], out);
+        let kept_to = if self.end_chunk(&input[line_from..], out) {
+            input.len()
+        } else {
+            line_from
+        };
+        out.extend_from_slice(&input[kept_from..kept_to]);
         match *input {
             [] => {}
             [b] => self.last = [self.last[1], b],
@@ -250,7 +263,7 @@ impl Cleaner {
                     return (pos + 1, false);
                 }
                 self.mode = Mode::Code;
-                (pos, false)
+                self.code(input, pos)
             }
             Mode::Code => self.code(input, pos),
             Mode::Dash | Mode::Slash => {
@@ -389,21 +402,37 @@ impl Cleaner {
     }
 
     /// Top-level code: runs of plain bytes go through the class table in a tight loop.
-    fn code(&mut self, input: &[u8], start: usize) -> (usize, bool) {
-        let run = &input[start..];
-        let n = find_special(run);
-        // Only whitespace keeps a statement at its start; usually the first byte settles it.
-        if self.stmt_start && run[..n].iter().any(|&b| CLASS[usize::from(b)] == PLAIN) {
-            self.stmt_start = false;
-        }
-        let Some(&b) = run.get(n) else {
-            return (input.len(), false);
+    fn code(&mut self, input: &[u8], mut start: usize) -> (usize, bool) {
+        let (b, pos) = loop {
+            let run = &input[start..];
+            let n = find_special(run);
+            // Only whitespace keeps a statement at its start; usually the first byte settles it.
+            if self.stmt_start && run[..n].iter().any(|&b| CLASS[usize::from(b)] == PLAIN) {
+                self.stmt_start = false;
+            }
+            let Some(&b) = run.get(n) else {
+                return (input.len(), false);
+            };
+            // A `;` changes no mode: scan on.
+            if b != b';' {
+                break (b, start + n + 1);
+            }
+            self.stmt_start = true;
+            start += n + 1;
         };
-        let pos = start + n + 1;
         let at = pos - 1;
         match b {
             b'\n' => return (pos, true),
-            b';' => self.stmt_start = true,
+            // `--` whole in this chunk, the usual case: skip to the end of the line at once.
+            b'-' if input.get(pos) == Some(&b'-') => {
+                return match memchr(b'\n', &input[pos + 1..]) {
+                    Some(i) => (pos + i + 2, true),
+                    None => {
+                        self.mode = Mode::LineComment;
+                        (input.len(), false)
+                    }
+                };
+            }
             b'-' => self.mode = Mode::Dash,
             b'/' => self.mode = Mode::Slash,
             b'\'' => {
@@ -481,8 +510,9 @@ impl Cleaner {
         }
     }
 
-    /// `line` is the current line's bytes in this chunk, through its `\n`.
-    fn end_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+    /// `line` is the current line's bytes in this chunk, through its `\n`. Returns whether
+    /// they are kept; the caller copies them, after the held prefix this writes to `out`.
+    fn end_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> bool {
         let text = &line[..line.len() - 1];
         let statements = self.line_is_statements();
         if self.copy_line {
@@ -496,9 +526,9 @@ impl Cleaner {
             Disp::Drop => false,
             Disp::Pending => self.judge(text, true, statements) == Some(Disp::Keep),
         };
+        // Only the chunk's first line can have a held prefix, so nothing kept precedes it.
         if keep {
             out.extend_from_slice(&self.pend);
-            out.extend_from_slice(line);
         }
         self.pend.clear();
 
@@ -516,25 +546,31 @@ impl Cleaner {
             self.disp = Disp::Keep;
             self.copy_line = continues;
         }
+        keep
     }
 
-    /// `rest` is the current line's bytes at the end of this chunk.
-    fn end_chunk(&mut self, rest: &[u8], out: &mut Vec<u8>) {
+    /// `rest` is the current line's bytes at the end of this chunk. Returns whether they are
+    /// kept now, like [`Cleaner::end_line`]; bytes whose fate is open are held instead.
+    fn end_chunk(&mut self, rest: &[u8], out: &mut Vec<u8>) -> bool {
         if self.copy_line {
             self.edge.push(rest);
         }
         match self.disp {
-            Disp::Keep => out.extend_from_slice(rest),
-            Disp::Drop => {}
+            Disp::Keep => true,
+            Disp::Drop => false,
             Disp::Pending => match self.judge(rest, false, false) {
-                None => self.pend.extend_from_slice(rest),
+                None => {
+                    self.pend.extend_from_slice(rest);
+                    false
+                }
                 Some(disp) => {
-                    if disp == Disp::Keep {
+                    let keep = disp == Disp::Keep;
+                    if keep {
                         out.extend_from_slice(&self.pend);
-                        out.extend_from_slice(rest);
                     }
                     self.pend.clear();
                     self.disp = disp;
+                    keep
                 }
             },
         }
@@ -589,6 +625,20 @@ fn verdict(line: &[u8], complete: bool, statements: bool) -> Option<Disp> {
     }
     if line.len() > LINE_CAP {
         return Some(Disp::Keep);
+    }
+    // Dropped lines other than blank ones begin with one of these bytes: any other first byte
+    // settles most lines at once.
+    match line.first() {
+        Some(b'S' | b'C' | b'-') | None => {}
+        Some(&b) if CLASS[usize::from(b)] == WS => {
+            let blank = line.iter().all(|&b| CLASS[usize::from(b)] == WS);
+            return match (blank, complete) {
+                (false, _) => Some(Disp::Keep),
+                (true, true) => Some(Disp::Drop),
+                (true, false) => None,
+            };
+        }
+        Some(_) => return Some(Disp::Keep),
     }
     let blank = line.iter().all(|&b| CLASS[usize::from(b)] == WS);
     let body = line.strip_suffix(b"\r").unwrap_or(line);
@@ -660,22 +710,30 @@ fn quote(s: &[u8]) -> &[u8] {
     s.strip_prefix(b"\"").unwrap_or(s)
 }
 
-/// The first byte of `run` that top-level code must look at, or `run.len()`. Eight bytes
-/// are classified per step without branching, as DDL lines are mostly plain bytes.
+/// The first byte of `run` that top-level code must look at, or `run.len()`. DDL lines are
+/// mostly plain bytes, so eight are tested at once (SWAR: a byte of `word ^ repeat(c)` is zero
+/// where `word` holds `c`; the lowest flagged byte of each test is exact).
 fn find_special(run: &[u8]) -> usize {
-    let special = |b: &u8| CLASS[usize::from(*b)] == SPECIAL;
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
     let mut words = run.chunks_exact(8);
     let mut skipped = 0;
     for word in words.by_ref() {
-        if word.iter().fold(false, |any, b| any | special(b)) {
-            break;
+        let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+        let found = SPECIALS.iter().fold(0, |found, &c| {
+            found | zero_bytes(word ^ (ONES * u64::from(c)))
+        });
+        if found != 0 {
+            return skipped + (found.trailing_zeros() / 8) as usize;
         }
         skipped += 8;
     }
     skipped
-        + run[skipped..]
+        + words
+            .remainder()
             .iter()
-            .position(special)
+            .position(|&b| CLASS[usize::from(b)] == SPECIAL)
             .unwrap_or(run.len() - skipped)
 }
 
@@ -933,6 +991,25 @@ $$;
             cleaner.feed(&input[cut..], &mut split);
             cleaner.finish(&mut split);
             assert_eq!(split, out);
+        }
+    }
+
+    #[test]
+    fn find_special_agrees_with_the_class_table() {
+        for filler in [b'x', 0x00, 0x01, 0x7f, 0x80, 0xa2, 0xff] {
+            for b in 0..=255u8 {
+                for len in 0..20 {
+                    for at in 0..len {
+                        let mut run = vec![filler; len];
+                        run[at] = b;
+                        let expected = run
+                            .iter()
+                            .position(|&c| CLASS[usize::from(c)] == SPECIAL)
+                            .unwrap_or(len);
+                        assert_eq!(find_special(&run), expected, "{run:?}");
+                    }
+                }
+            }
         }
     }
 
