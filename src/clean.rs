@@ -16,7 +16,8 @@ const LINE_CAP: usize = 4096;
 /// prefix and length (pg_dump's own tags are `$$`, `$_$`, `$__$`…).
 const MAX_TAG: usize = 64;
 
-/// Rule 3: lines dropped when equal to one of these (ignoring a trailing `\r`).
+/// Rule 3: lines dropped when equal to one of these (ignoring a trailing `\r`) and whole
+/// statements, not part of a longer one.
 const DROPPED: [&[u8]; 15] = [
     b"SET statement_timeout = 0;",
     b"SET lock_timeout = 0;",
@@ -151,6 +152,9 @@ pub struct Cleaner {
     disp: Disp,
     /// No code since the last top-level `;`: only a line starting here may open COPY.
     stmt_start: bool,
+    /// `stmt_start` as it was when the current line began: rules 3 and 4 remove a line only
+    /// when it is whole statements, not the start, middle or end of one.
+    line_starts_stmt: bool,
     /// The current line belongs to a statement that may be `COPY … FROM stdin;`, so its end
     /// must be seen and its edges recorded.
     copy_line: bool,
@@ -179,6 +183,7 @@ impl Cleaner {
             mode: Mode::LineStart,
             disp: Disp::Pending,
             stmt_start: true,
+            line_starts_stmt: true,
             copy_line: true,
             line_open: false,
             last: [b'\n'; 2],
@@ -231,7 +236,10 @@ impl Cleaner {
             let keep = match self.disp {
                 Disp::Keep => true,
                 Disp::Drop => false,
-                Disp::Pending => self.judge(&[], true) == Some(Disp::Keep),
+                Disp::Pending => {
+                    let statements = self.line_is_statements();
+                    self.judge(&[], true, statements) == Some(Disp::Keep)
+                }
             };
             if keep {
                 out.extend_from_slice(&self.pend);
@@ -506,6 +514,7 @@ impl Cleaner {
     /// they are kept; the caller copies them, after the held prefix this writes to `out`.
     fn end_line(&mut self, line: &[u8], out: &mut Vec<u8>) -> bool {
         let text = &line[..line.len() - 1];
+        let statements = self.line_is_statements();
         if self.copy_line {
             self.edge.push(text);
             if self.mode == Mode::Code && self.stmt_start && self.edge.is_copy_from_stdin() {
@@ -515,7 +524,7 @@ impl Cleaner {
         let keep = match self.disp {
             Disp::Keep => true,
             Disp::Drop => false,
-            Disp::Pending => self.judge(text, true) == Some(Disp::Keep),
+            Disp::Pending => self.judge(text, true, statements) == Some(Disp::Keep),
         };
         // Only the chunk's first line can have a held prefix, so nothing kept precedes it.
         if keep {
@@ -532,6 +541,7 @@ impl Cleaner {
             self.mode = Mode::LineStart;
             self.disp = Disp::Pending;
             self.copy_line = continues || self.stmt_start;
+            self.line_starts_stmt = self.stmt_start;
         } else {
             self.disp = Disp::Keep;
             self.copy_line = continues;
@@ -548,7 +558,7 @@ impl Cleaner {
         match self.disp {
             Disp::Keep => true,
             Disp::Drop => false,
-            Disp::Pending => match self.judge(rest, false) {
+            Disp::Pending => match self.judge(rest, false, false) {
                 None => {
                     self.pend.extend_from_slice(rest);
                     false
@@ -566,10 +576,18 @@ impl Cleaner {
         }
     }
 
+    /// Whether the line just scanned began where a statement may begin and ends at top level
+    /// with its statements ended (at the end of input, a `--` comment still waits for its
+    /// newline). A line of rule 3 or 4 that is not would leave part of a statement behind.
+    fn line_is_statements(&self) -> bool {
+        let top_level = matches!(self.mode, Mode::Code | Mode::LineComment);
+        self.line_starts_stmt && self.stmt_start && top_level
+    }
+
     /// The [`verdict`] on the pending line `pend + part`, without copying a long `part`.
-    fn judge(&mut self, part: &[u8], complete: bool) -> Option<Disp> {
+    fn judge(&mut self, part: &[u8], complete: bool, statements: bool) -> Option<Disp> {
         if self.pend.is_empty() {
-            return verdict(part, complete);
+            return verdict(part, complete, statements);
         }
         if self.pend.len() + part.len() > LINE_CAP {
             let mut first = [0; 2];
@@ -584,7 +602,7 @@ impl Cleaner {
         }
         let len = self.pend.len();
         self.pend.extend_from_slice(part);
-        let verdict = verdict(&self.pend, complete);
+        let verdict = verdict(&self.pend, complete, statements);
         self.pend.truncate(len);
         verdict
     }
@@ -600,8 +618,8 @@ pub fn clean(input: &[u8]) -> Vec<u8> {
 }
 
 /// The fate of a top-level line (without its `\n`), or of its prefix when not `complete`;
-/// `None` while undecided.
-fn verdict(line: &[u8], complete: bool) -> Option<Disp> {
+/// `None` while undecided. Rules 3 and 4 apply to a complete line that is whole `statements`.
+fn verdict(line: &[u8], complete: bool, statements: bool) -> Option<Disp> {
     if marked(line) {
         return Some(Disp::Drop);
     }
@@ -625,7 +643,8 @@ fn verdict(line: &[u8], complete: bool) -> Option<Disp> {
     let blank = line.iter().all(|&b| CLASS[usize::from(b)] == WS);
     let body = line.strip_suffix(b"\r").unwrap_or(line);
     if complete {
-        let drop = blank || DROPPED.contains(&body) || is_hasura_trigger(body);
+        let statement = statements && (DROPPED.contains(&body) || is_hasura_trigger(body));
+        let drop = blank || statement;
         return Some(if drop { Disp::Drop } else { Disp::Keep });
     }
     let open = blank
@@ -886,6 +905,32 @@ $$;
     #[test]
     fn hasura_event_triggers_are_dropped() {
         check(TRIGGERS);
+    }
+
+    /// Regression: a Hasura trigger on a table whose name holds a newline is one statement
+    /// on two lines, and its first line matches rule 4's pattern; removing that line alone
+    /// left the second half of the statement behind, as broken SQL. Rules 3 and 4 now remove
+    /// a line only when it is whole statements.
+    #[test]
+    fn trigger_on_a_table_named_with_a_newline_is_kept_whole() {
+        check(
+            "CREATE TRIGGER notify_hasura_a AFTER INSERT ON public.\"x AFTER INSERT ON t \
+             FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x();\n\
+             SET lock_timeout = 0;\n\
+             \" FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_a();\n\
+             CREATE TRIGGER notify_hasura_b AFTER INSERT ON t -- FOR EACH ROW EXECUTE \
+             FUNCTION hdb_catalog.notify_hasura_b();\n\
+             FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_b();\n\
+             #drop CREATE TRIGGER notify_hasura_c AFTER INSERT ON t FOR EACH ROW \
+             EXECUTE FUNCTION hdb_catalog.notify_hasura_c();\n",
+        );
+        // A function's SET clause on a line of its own ends the statement but is not one.
+        check(
+            "CREATE FUNCTION public.f() RETURNS integer LANGUAGE sql AS 'SELECT 1'\n\
+             SET lock_timeout = 0;\n#drop SET lock_timeout = 0;\n\
+             SELECT 1\nCREATE SCHEMA public;\n#drop CREATE SCHEMA public;\n\
+             SELECT 1;\nSELECT 2\nSET lock_timeout = 0;\n",
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "pgdump-api",
     version,
-    about = "A Hasura-compatible PG Dump API server"
+    about = "A Hasura-compatible PG Dump API: the server and its client"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -27,6 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve POST /v1alpha1/pg_dump.
     Serve(ServeArgs),
+    /// Dump a database through a server's PG Dump API, to a file (atomically) or stdout.
+    Dump(crate::client::args::DumpArgs),
+    /// Create Hasura migrations from a server's schema.
+    Migrate(crate::client::args::MigrateArgs),
+    /// Create Hasura seed files from a server's tables.
+    Seed(crate::client::args::SeedArgs),
 }
 
 /// Flags of `pgdump-api serve`, exactly as given; [`Config::from_args`] validates them.
@@ -92,6 +98,33 @@ pub struct ServeArgs {
         value_delimiter = ':'
     )]
     pub pg_dump_paths: Vec<PathBuf>,
+
+    /// Sources file: an exported Hasura metadata document (JSON or YAML) or a metadata
+    /// directory's `databases/databases.yaml`.
+    #[arg(long, env = "HASURA_GRAPHQL_SOURCES_FILE")]
+    pub sources_file: Option<PathBuf>,
+
+    /// At most this many pg_dump processes run per source.
+    #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub pg_dump_max_concurrent: u32,
+
+    /// At most this many requests per source wait for a pg_dump slot; more get a 503.
+    #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_QUEUE", default_value_t = 32)]
+    pub pg_dump_max_queue: u32,
+
+    /// Seconds a pg_dump may run before it is killed; 0 means no limit.
+    #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_TIMEOUT", default_value_t = 0)]
+    pub pg_dump_timeout: u64,
+
+    /// Seconds a client has to send its request headers (and, separately, its body).
+    #[arg(long, env = "HASURA_GRAPHQL_REQUEST_HEADER_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_header_timeout: u64,
+
+    /// Secret for GET /v1/metrics (`Authorization: Bearer SECRET`), besides admin auth.
+    #[arg(long, env = "HASURA_GRAPHQL_METRICS_SECRET", hide_env_values = true)]
+    pub metrics_secret: Option<String>,
 
     /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are killed.
     #[arg(
@@ -204,7 +237,8 @@ pub enum AuthMode {
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// A host name or IP address; `*` is turned into `0.0.0.0` here.
+    /// A host name or IP address; `*` means every interface, IPv6 and IPv4 where the system
+    /// has IPv6 (`::`, dual-stack), else IPv4 (`0.0.0.0`).
     pub host: String,
     pub port: u16,
 }
@@ -220,7 +254,22 @@ pub struct Config {
     pub dev_mode: bool,
     pub log_level: LogLevel,
     pub pg_dump_paths: Vec<PathBuf>,
+    pub sources_file: Option<PathBuf>,
+    pub limits: DumpLimits,
+    pub request_header_timeout: Duration,
+    pub metrics_secret: Option<Secret>,
     pub graceful_shutdown_timeout: Duration,
+}
+
+/// How much pg_dump work the server takes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DumpLimits {
+    /// pg_dump processes per source.
+    pub max_concurrent: usize,
+    /// Requests waiting per source.
+    pub max_queue: usize,
+    /// How long one pg_dump may run.
+    pub timeout: Option<Duration>,
 }
 
 impl Config {
@@ -236,7 +285,7 @@ impl Config {
             None => AuthMode::Open,
         };
         let host = match args.server_host.trim() {
-            "*" => "0.0.0.0".to_owned(),
+            "*" => "*".to_owned(),
             "" => bail!("--server-host / HASURA_GRAPHQL_SERVER_HOST must not be empty"),
             host => host.to_owned(),
         };
@@ -255,6 +304,18 @@ impl Config {
             dev_mode: args.dev_mode,
             log_level: args.log_level,
             pg_dump_paths: args.pg_dump_paths,
+            sources_file: args.sources_file,
+            limits: DumpLimits {
+                max_concurrent: args.pg_dump_max_concurrent as usize,
+                max_queue: args.pg_dump_max_queue as usize,
+                timeout: (args.pg_dump_timeout > 0)
+                    .then(|| Duration::from_secs(args.pg_dump_timeout)),
+            },
+            request_header_timeout: Duration::from_secs(args.request_header_timeout),
+            metrics_secret: args
+                .metrics_secret
+                .filter(|s| !s.is_empty())
+                .map(Secret::new),
             graceful_shutdown_timeout: Duration::from_secs(args.graceful_shutdown_timeout),
         })
     }
@@ -269,6 +330,7 @@ mod tests {
         let argv = ["pgdump-api", "serve"].iter().chain(args);
         match Cli::try_parse_from(argv).expect("valid flags").command {
             Command::Serve(args) => args,
+            _ => panic!("not the serve command"),
         }
     }
 
@@ -299,13 +361,22 @@ mod tests {
     #[test]
     fn defaults_match_the_reference() {
         let config = Config::from_args(serve(&[])).unwrap();
-        assert_eq!(config.listen.host, "0.0.0.0");
+        assert_eq!(config.listen.host, "*");
         assert_eq!(config.listen.port, 8080);
         assert!(config.admin_internal_errors);
         assert!(!config.dev_mode);
         assert_eq!(config.log_level, LogLevel::Info);
         assert!(config.enabled_apis.contains(Api::Pgdump));
         assert!(!config.enabled_apis.contains(Api::Metrics));
+        assert_eq!(
+            config.limits,
+            DumpLimits {
+                max_concurrent: 4,
+                max_queue: 32,
+                timeout: None
+            }
+        );
+        assert_eq!(config.graceful_shutdown_timeout, Duration::from_secs(60));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! PostgreSQL connection strings, split into what may appear on pg_dump's command line and the
 //! password, which must not: anything in argv is readable by every local user through
-//! `/proc/PID/cmdline`, so the password travels in pg_dump's environment instead.
+//! `/proc/PID/cmdline`, so the password travels in pg_dump's environment instead. The same
+//! goes for `sslpassword` (the client key's passphrase), libpq's other secret parameter.
 //!
 //! Both libpq forms are understood: URIs (`postgres://user:pw@host/db?sslmode=require`) and
 //! keyword/value strings (`host=h password='p w'`). Everything but the password is passed on
@@ -15,6 +16,9 @@ use percent_encoding::percent_decode_str;
 pub struct ConnInfo {
     public: String,
     password: Option<Vec<u8>>,
+    ssl_password: Option<String>,
+    /// Every parameter but the secrets, decoded, in order (`host`, `port` may be comma lists).
+    params: Vec<(String, String)>,
 }
 
 impl ConnInfo {
@@ -28,6 +32,25 @@ impl ConnInfo {
         }
     }
 
+    /// A connection from keyword/value parameters (the password kept apart).
+    pub fn from_params(params: Vec<(String, String)>, password: Option<String>) -> ConnInfo {
+        ConnInfo {
+            public: keyword_string(&params),
+            password: password.map(String::into_bytes),
+            ssl_password: None,
+            params,
+        }
+    }
+
+    /// The last value given for `key` (libpq: the last one wins).
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The connection string without its password: safe for argv and logs.
     pub fn public(&self) -> &str {
         &self.public
@@ -38,12 +61,20 @@ impl ConnInfo {
         self.password.as_deref()
     }
 
-    /// Replaces every occurrence of the password in `text` (e.g. pg_dump's stderr) by `***`.
+    /// The client key's passphrase (`sslpassword`), which has no environment variable.
+    pub fn ssl_password(&self) -> Option<&str> {
+        self.ssl_password.as_deref()
+    }
+
+    /// Replaces every occurrence of a secret in `text` (e.g. pg_dump's stderr) by `***`.
     pub fn redact(&self, text: &str) -> String {
-        match self.password.as_deref().map(String::from_utf8_lossy) {
-            Some(password) if !password.is_empty() => text.replace(password.as_ref(), "***"),
-            _ => text.to_owned(),
-        }
+        let password = self.password.as_deref().map(String::from_utf8_lossy);
+        let secrets = [password.as_deref(), self.ssl_password.as_deref()];
+        secrets
+            .into_iter()
+            .flatten()
+            .filter(|secret| !secret.is_empty())
+            .fold(text.to_owned(), |text, secret| text.replace(secret, "***"))
     }
 }
 
@@ -52,6 +83,7 @@ impl fmt::Debug for ConnInfo {
         f.debug_struct("ConnInfo")
             .field("public", &self.public)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ssl_password", &self.ssl_password.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -63,6 +95,8 @@ fn parse_uri(uri: &str) -> ConnInfo {
     let (scheme, rest) = uri.split_at(scheme_end);
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let mut password = None;
+    let mut ssl_password = None;
+    let mut params = Vec::new();
     let mut public = String::from(scheme);
     let after_user = match rest[..authority_end].find('@') {
         Some(at) => {
@@ -74,6 +108,9 @@ fn parse_uri(uri: &str) -> ConnInfo {
                 }
                 None => userinfo,
             };
+            if !user.is_empty() {
+                params.push(("user".to_owned(), decode_text(user)));
+            }
             public.push_str(user);
             public.push('@');
             &rest[at + 1..]
@@ -85,12 +122,24 @@ fn parse_uri(uri: &str) -> ConnInfo {
         None => (after_user, None),
     };
     public.push_str(path);
+    let (hosts, dbname) = path.split_once('/').unwrap_or((path, ""));
+    params.extend(host_params(hosts));
+    if !dbname.is_empty() {
+        params.push(("dbname".to_owned(), decode_text(dbname)));
+    }
     if let Some(query) = query {
         let mut kept = Vec::new();
         for param in query.split('&') {
             match param.split_once('=') {
                 Some((key, value)) if decode(key) == b"password" => password = Some(decode(value)),
-                _ => kept.push(param),
+                Some((key, value)) if decode(key) == b"sslpassword" => {
+                    ssl_password = Some(decode_text(value));
+                }
+                Some((key, value)) => {
+                    params.push((decode_text(key), decode_text(value)));
+                    kept.push(param);
+                }
+                None => kept.push(param),
             }
         }
         if !kept.is_empty() {
@@ -98,7 +147,37 @@ fn parse_uri(uri: &str) -> ConnInfo {
             public.push_str(&kept.join("&"));
         }
     }
-    ConnInfo { public, password }
+    ConnInfo {
+        public,
+        password,
+        ssl_password,
+        params,
+    }
+}
+
+/// `h1:5432,[::1]:5433,h3` → `host=h1,::1,h3` and `port=5432,5433,` (libpq's comma lists).
+fn host_params(hosts: &str) -> Vec<(String, String)> {
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let (mut names, mut ports) = (Vec::new(), Vec::new());
+    for spec in hosts.split(',') {
+        let (name, port) = match spec.strip_prefix('[').and_then(|v6| v6.split_once(']')) {
+            Some((name, rest)) => (name, rest.strip_prefix(':').unwrap_or("")),
+            None => spec.split_once(':').unwrap_or((spec, "")),
+        };
+        names.push(decode_text(name));
+        ports.push(decode_text(port));
+    }
+    let mut params = vec![("host".to_owned(), names.join(","))];
+    if ports.iter().any(|port| !port.is_empty()) {
+        params.push(("port".to_owned(), ports.join(",")));
+    }
+    params
+}
+
+fn decode_text(text: &str) -> String {
+    String::from_utf8_lossy(&decode(text)).into_owned()
 }
 
 fn decode(text: &str) -> Vec<u8> {
@@ -110,6 +189,7 @@ fn decode(text: &str) -> Vec<u8> {
 fn parse_keywords(conninfo: &str) -> ConnInfo {
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut password = None;
+    let mut ssl_password = None;
     let mut chars = conninfo.chars().peekable();
     loop {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -143,23 +223,30 @@ fn parse_keywords(conninfo: &str) -> ConnInfo {
         }
         if key == "password" && has_value {
             password = Some(value.into_bytes());
-        } else if has_value {
-            pairs.push((key, value));
+        } else if key == "sslpassword" && has_value {
+            ssl_password = Some(value);
         } else {
-            pairs.push((key, String::new()));
+            pairs.push((key, value));
         }
     }
-    let public = pairs
+    ConnInfo {
+        public: keyword_string(&pairs),
+        password,
+        ssl_password,
+        params: pairs,
+    }
+}
+
+/// `key='value' …`, quoted so that any value survives.
+fn keyword_string(params: &[(String, String)]) -> String {
+    params
         .iter()
         .map(|(key, value)| {
-            format!(
-                "{key}='{}'",
-                value.replace('\\', "\\\\").replace('\'', "\\'")
-            )
+            let value = value.replace('\\', "\\\\").replace('\'', "\\'");
+            format!("{key}='{value}'")
         })
         .collect::<Vec<_>>()
-        .join(" ");
-    ConnInfo { public, password }
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -229,6 +316,18 @@ mod tests {
             split("dbname=app user=a\\ b"),
             ("dbname='app' user='a b'".to_owned(), None)
         );
+    }
+
+    #[test]
+    fn sslpassword_moves_out_too() {
+        let info = ConnInfo::parse("postgres://u:pw@h/db?sslpassword=k3y&sslmode=require");
+        assert_eq!(info.public(), "postgres://u@h/db?sslmode=require");
+        assert_eq!(info.ssl_password(), Some("k3y"));
+        assert!(!format!("{info:?}").contains("k3y"));
+        assert_eq!(info.redact("pw and k3y"), "*** and ***");
+        let info = ConnInfo::parse("host=h sslpassword='a b' dbname=d");
+        assert_eq!(info.public(), "host='h' dbname='d'");
+        assert_eq!(info.ssl_password(), Some("a b"));
     }
 
     #[test]

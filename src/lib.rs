@@ -6,19 +6,30 @@
 //! - [`sources`] and [`conninfo`]: which database, and its connection string with the
 //!   password held apart from pg_dump's command line;
 //! - [`opts`]: pg_dump's options, parsed with its own rules, checked, re-emitted;
-//! - [`pg_dump`]: which pg_dump, its process, and its output as a stream;
+//! - [`server_version`]: the source's PostgreSQL version, learnt once, so that
+//!   [`pg_dump`] can choose the matching pg_dump, run it, and stream its output;
 //! - [`clean`]: the SQL-aware filter behind `clean_output`.
+//!
+//! [`limits`] bounds how many pg_dump run and wait per source, [`metrics`] counts what
+//! happens to dumps.
 //!
 //! [`config`] turns flags and environment into a typed configuration, [`serve`] starts the
 //! server from it, and [`logging`] writes Hasura-shaped JSON log lines.
+//!
+//! [`client`] is the other side: the `dump`, `migrate create` and `seed create` commands,
+//! which call any server that speaks the PG Dump API and write what it sends atomically.
 
 pub mod auth;
 pub mod clean;
+pub mod client;
 pub mod config;
 pub mod conninfo;
 pub mod http;
+pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod opts;
 pub mod pg_dump;
 pub mod serve;
+pub mod server_version;
 pub mod sources;

@@ -23,7 +23,7 @@ pub struct DumpOptions {
     pub compressed: bool,
 }
 
-/// Why `opts` was rejected: `index` is the position in `opts` of the offending element (for "$.opts[i]").
+/// Why `opts` was rejected: `index` is the position in `opts` of the offending element (for `$.opts[i]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OptsError {
     pub index: usize,

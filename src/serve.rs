@@ -18,11 +18,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for binary in toolbox.binaries() {
         tracing::info!(target: "startup", path = %binary.path.display(), version = %binary.version, "found pg_dump");
     }
-    let sources = Sources::from_database_url(config.database_url.as_ref());
+    let sources = Sources::load(
+        config.sources_file.as_deref(),
+        config.database_url.as_ref(),
+        |var| std::env::var(var).ok(),
+    )?;
     if sources.is_empty() {
-        bail!("no database to dump: set --database-url or HASURA_GRAPHQL_DATABASE_URL");
+        bail!(
+            "no database to dump: set --database-url / HASURA_GRAPHQL_DATABASE_URL \
+             or --sources-file / HASURA_GRAPHQL_SOURCES_FILE"
+        );
     }
-    let listener = TcpListener::bind((config.listen.host.as_str(), config.listen.port))
+    let listener = bind(&config.listen.host, config.listen.port)
         .await
         .with_context(|| {
             format!(
@@ -37,16 +44,45 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!(target: "startup", address = %address, version = env!("CARGO_PKG_VERSION"), "listening");
     let state = Arc::new(AppState::new(&config, sources, toolbox));
+    tokio::spawn(learn_server_versions(Arc::clone(&state)));
     http::run(
         listener,
         state,
         shutdown_signal(),
+        config.request_header_timeout,
         config.graceful_shutdown_timeout,
     )
-    .await
-    .context("server failed")?;
+    .await;
     tracing::info!(target: "startup", "stopped");
     Ok(())
+}
+
+/// Learns every source's server version in the background, so that the first dump does not
+/// wait for it and a missing pg_dump shows in the log at startup.
+async fn learn_server_versions(state: Arc<AppState>) {
+    for source in state.sources.postgres() {
+        match state.versions.get(&source.name, &source.conn).await {
+            Ok(server) => match state.pg_dump.for_server(server) {
+                Some(pg_dump) => tracing::info!(target: "startup", source = %source.name,
+                    server_version = %server, pg_dump = %pg_dump.version, "source ready"),
+                None => tracing::warn!(target: "startup", source = %source.name,
+                    server_version = %server, "no installed pg_dump can dump this source"),
+            },
+            Err(error) => tracing::warn!(target: "startup", source = %source.name, %error,
+                "could not learn the server version yet"),
+        }
+    }
+}
+
+/// Binds `host:port`; `*` is every interface: dual-stack `::`, or `0.0.0.0` without IPv6.
+async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    if host != "*" {
+        return TcpListener::bind((host, port)).await;
+    }
+    match TcpListener::bind(("::", port)).await {
+        Ok(listener) => Ok(listener),
+        Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
+    }
 }
 
 fn is_loopback(ip: IpAddr) -> bool {

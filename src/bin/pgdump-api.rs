@@ -3,26 +3,32 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pgdump_api::config::{Cli, Command, Config};
+use pgdump_api::client;
+use pgdump_api::config::{Cli, Command, Config, ServeArgs};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            let config = match Config::from_args(args) {
-                Ok(config) => config,
-                Err(err) => return fail(&err),
-            };
-            pgdump_api::logging::init(config.log_level);
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(err) => return fail(&err.into()),
-            };
-            match runtime.block_on(pgdump_api::serve::serve(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => fail(&err),
-            }
-        }
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args),
+        Command::Dump(args) => client::report(client::dump(args)),
+        Command::Migrate(args) => client::report(client::migrate(args)),
+        Command::Seed(args) => client::report(client::seed(args)),
+    }
+}
+
+/// `pgdump-api serve`: configuration, logging, then the server until it shuts down.
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(err) => return fail(&err),
+    };
+    pgdump_api::logging::init(config.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err.into()),
+    };
+    match runtime.block_on(pgdump_api::serve::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
     }
 }
 

@@ -1,20 +1,31 @@
 //! `POST /v1alpha1/pg_dump`: SPEC §2's steps in order — read the body, authenticate, parse,
 //! admin check, source, options — then pg_dump's output as a streamed 200.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::ApiError;
 use super::request::DumpRequest;
 use super::AppState;
 use crate::auth::{self, ADMIN_ROLE};
+use crate::limits::Slot;
+use crate::metrics::Failure;
 use crate::opts::{self, Format};
-use crate::pg_dump::{self, DumpError};
+use crate::pg_dump::{self, DumpError, PgDump};
+use crate::sources::{Source, Unavailable};
+
+/// The version of the pg_dump that wrote a response.
+const PG_DUMP_VERSION: HeaderName = HeaderName::from_static("x-pg-dump-version");
 
 /// Largest request body accepted.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -25,7 +36,7 @@ pub async fn pg_dump(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match read_body(&headers, body).await {
+    let body = match read_body(&headers, body, state.request_timeout).await {
         Ok(body) => body,
         Err(err) => return err.to_response(state.dev_mode),
     };
@@ -40,8 +51,8 @@ pub async fn pg_dump(
     }
 }
 
-/// Reads the whole body, refusing more than [`BODY_LIMIT`] bytes.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// Reads the whole body within `timeout`, refusing more than [`BODY_LIMIT`] bytes.
+async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<Bytes, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -49,7 +60,8 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|len| len > BODY_LIMIT as u64) {
         return Err(too_large);
     }
-    match Limited::new(body, BODY_LIMIT).collect().await {
+    let collect = tokio::time::timeout(timeout, Limited::new(body, BODY_LIMIT).collect());
+    match collect.await.map_err(|_| ApiError::BodyTimeout(timeout))? {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<LengthLimitError>() => Err(too_large),
         Err(err) => Err(ApiError::BodyRead(err.to_string())),
@@ -57,7 +69,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// Steps 4–8 for an authenticated caller.
-async fn dump(state: &AppState, role: &str, body: &[u8]) -> Result<Response, ApiError> {
+async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response, ApiError> {
     let request = DumpRequest::parse(body)?;
     if role != ADMIN_ROLE {
         return Err(ApiError::NotAdmin);
@@ -65,26 +77,193 @@ async fn dump(state: &AppState, role: &str, body: &[u8]) -> Result<Response, Api
     let source = state
         .sources
         .get(&request.source)
-        .ok_or_else(|| ApiError::SourceNotFound(request.source.clone()))?;
+        .map_err(|why| match why {
+            Unavailable::NotFound => ApiError::SourceNotFound(request.source.clone()),
+            Unavailable::NotPostgres { kind } => ApiError::NotSupported {
+                name: request.source.clone(),
+                kind,
+            },
+        })?;
     let options = opts::parse(&request.opts, request.clean_output)?;
-    let binary = state.pg_dump.newest().ok_or_else(|| DumpError::Spawn {
-        detail: "no pg_dump binary is configured".to_owned(),
-    })?;
-    let output = pg_dump::start(
-        &binary.path,
-        &options.args,
-        &source.conn,
-        request.clean_output,
-    )
-    .await?;
+
+    // Recorded in the metrics when dropped, however the request ends (a client that leaves
+    // the queue included).
+    let mut attempt = Attempt::new(state, &source.name);
+    let slot = match state.limits.acquire(&source.name).await {
+        Ok(slot) => slot,
+        Err(busy) => {
+            return Err(attempt.failed(ApiError::Busy {
+                name: source.name.clone(),
+                running: busy.running,
+                queued: busy.queued,
+            }))
+        }
+    };
+    let (pg_dump, output) =
+        match start_dump(state, source, &options.args, request.clean_output).await {
+            Ok(started) => started,
+            Err(err) => return Err(attempt.failed(err)),
+        };
+    state
+        .metrics
+        .ran(&source.name, &pg_dump.version.to_string());
+    let output = Tracked {
+        inner: Box::pin(output),
+        attempt,
+        _slot: slot,
+    };
+
     let content_type = match options.format {
         Format::Plain if !options.compressed => "application/sql; charset=utf-8",
         _ => "application/octet-stream",
     };
+    let version = HeaderValue::from_str(&pg_dump.version.to_string())
+        .expect("a version is a valid header value");
     Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (PG_DUMP_VERSION, version),
+        ],
         Body::from_stream(output),
     )
         .into_response())
+}
+
+/// One dump request from validation to the end of its output, as the metrics see it.
+struct Attempt {
+    state: Arc<AppState>,
+    source: String,
+    started: Instant,
+    bytes: u64,
+    /// `None` until the dump ended; still `None` when dropped means the client left.
+    outcome: Option<Result<(), Failure>>,
+}
+
+impl Attempt {
+    fn new(state: &Arc<AppState>, source: &str) -> Attempt {
+        state.metrics.started(source);
+        Attempt {
+            state: Arc::clone(state),
+            source: source.to_owned(),
+            started: Instant::now(),
+            bytes: 0,
+            outcome: None,
+        }
+    }
+
+    /// Records why the dump failed before its output started, and passes the error on.
+    fn failed(&mut self, err: ApiError) -> ApiError {
+        self.outcome = Some(Err(match &err {
+            ApiError::Busy { .. } => Failure::Busy,
+            ApiError::VersionMismatch { .. } => Failure::VersionMismatch,
+            ApiError::Dump(DumpError::NoMatch { .. }) => Failure::NoMatch,
+            ApiError::Dump(DumpError::TimedOut { .. }) => Failure::Timeout,
+            ApiError::Dump(DumpError::Spawn { .. }) => Failure::Spawn,
+            _ => Failure::PgDump,
+        }));
+        err
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        let metrics = &self.state.metrics;
+        metrics.streamed(&self.source, self.bytes);
+        let outcome = self.outcome.unwrap_or(Err(Failure::ClientGone));
+        metrics.finished(&self.source, outcome, self.started.elapsed());
+    }
+}
+
+/// The output stream of a running dump: counts its bytes, holds its pg_dump slot, and
+/// records how the dump ended.
+struct Tracked<S> {
+    inner: Pin<Box<S>>,
+    attempt: Attempt,
+    _slot: Slot,
+}
+
+impl<S: Stream<Item = io::Result<Bytes>>> Stream for Tracked<S> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        let attempt = &mut self.attempt;
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => attempt.bytes += chunk.len() as u64,
+            Poll::Ready(Some(Err(err))) => {
+                attempt.outcome = Some(Err(match err.kind() {
+                    io::ErrorKind::TimedOut => Failure::Timeout,
+                    _ => Failure::PgDump,
+                }));
+            }
+            Poll::Ready(None) => {
+                attempt.outcome.get_or_insert(Ok(()));
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+/// Runs the pg_dump that matches the source's server. When pg_dump refuses the server as
+/// newer than itself, the cached version was stale (the server was upgraded): learn it again
+/// and retry once — nothing has been sent to the client yet.
+async fn start_dump<'a>(
+    state: &'a AppState,
+    source: &Source,
+    args: &[String],
+    clean: bool,
+) -> Result<
+    (
+        &'a PgDump,
+        impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    ),
+    ApiError,
+> {
+    let mut retried = false;
+    loop {
+        let binary = choose_pg_dump(state, source).await?;
+        let time_limit = state.dump_limits.timeout;
+        match pg_dump::start(&binary.path, args, &source.conn, clean, time_limit).await {
+            Ok(output) => return Ok((binary, output)),
+            Err(DumpError::Failed { stderr }) => {
+                let Some(server) = pg_dump::refused_server_version(&stderr) else {
+                    return Err(DumpError::Failed { stderr }.into());
+                };
+                state.versions.forget(&source.name);
+                if retried {
+                    return Err(ApiError::VersionMismatch {
+                        server,
+                        installed: state.pg_dump.versions(),
+                    });
+                }
+                retried = true;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// The installed pg_dump for the source's server version. When the version cannot be
+/// learnt (e.g. the server is unreachable), the newest pg_dump runs and reports the problem
+/// in its own words.
+async fn choose_pg_dump<'a>(state: &'a AppState, source: &Source) -> Result<&'a PgDump, ApiError> {
+    let no_pg_dump = || DumpError::Spawn {
+        detail: "no pg_dump binary is configured".to_owned(),
+    };
+    match state.versions.get(&source.name, &source.conn).await {
+        Ok(server) => state
+            .pg_dump
+            .for_server(server)
+            .ok_or_else(|| ApiError::VersionMismatch {
+                server: server.to_string(),
+                installed: state.pg_dump.versions(),
+            }),
+        Err(why) => {
+            tracing::warn!(target: "pg-dump", source = %source.name, error = %why,
+                "could not learn the server version; running the newest pg_dump");
+            Ok(state.pg_dump.newest().ok_or_else(no_pg_dump)?)
+        }
+    }
 }

@@ -2,12 +2,14 @@
 //! `code`, its message and `path`, and the optional `internal` detail; [`ApiError::to_response`]
 //! is the only place that writes an error body.
 
+use std::time::Duration;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::pg_dump::DumpError;
+use crate::pg_dump::{DumpError, Version};
 
 /// Everything that can go wrong between a request and its dump.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +22,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {} s", .0.as_secs())]
+    BodyTimeout(Duration),
     #[error("invalid \"x-hasura-admin-secret\"/\"x-hasura-access-key\"")]
     InvalidSecret,
     #[error("\"x-hasura-admin-secret\"/\"x-hasura-access-key\" required, but not found")]
@@ -32,10 +36,38 @@ pub enum ApiError {
     NotAdmin,
     #[error("source \"{0}\" not found")]
     SourceNotFound(String),
+    #[error("source \"{name}\" is of kind \"{kind}\": only postgres sources can be dumped")]
+    NotSupported { name: String, kind: String },
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
+    #[error("{}", version_mismatch_message(server, installed))]
+    VersionMismatch {
+        server: String,
+        installed: Vec<Version>,
+    },
+    #[error(
+        "source \"{name}\" is busy: {running} dumps running and {queued} waiting; retry later"
+    )]
+    Busy {
+        name: String,
+        running: usize,
+        queued: usize,
+    },
     #[error(transparent)]
     Dump(#[from] DumpError),
+}
+
+/// Seconds a client turned away for a busy source is asked to wait.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+fn version_mismatch_message(server: &str, installed: &[Version]) -> String {
+    let installed: Vec<String> = installed.iter().map(Version::to_string).collect();
+    let major = server.split('.').next().unwrap_or(server);
+    format!(
+        "no installed pg_dump can dump this server: the server runs PostgreSQL {server}, \
+         the installed pg_dump versions are {}; install pg_dump {major} or newer",
+        installed.join(", ")
+    )
 }
 
 /// The wire form: keys in this order, `internal` only when present.
@@ -63,15 +95,21 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Dump(DumpError::TimedOut { .. }) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
             | ApiError::ParseFailed { .. }
             | ApiError::NotAdmin
             | ApiError::SourceNotFound(_)
+            | ApiError::NotSupported { .. }
             | ApiError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
             ApiError::Dump(DumpError::NoMatch { .. }) => StatusCode::BAD_REQUEST,
-            ApiError::Dump(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Dump(_) | ApiError::VersionMismatch { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -81,14 +119,19 @@ impl ApiError {
             ApiError::NotFound | ApiError::SourceNotFound(_) => "not-found",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::BodyTimeout(_) => "request-timeout",
+            ApiError::Busy { .. } => "unavailable",
+            ApiError::Dump(DumpError::TimedOut { .. }) => "timeout",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
             }
             ApiError::InvalidJson(_) => "invalid-json",
+            ApiError::NotSupported { .. } => "not-supported",
             ApiError::ParseFailed { .. } => "parse-failed",
             ApiError::InvalidParams { .. } => "invalid-params",
             ApiError::Dump(DumpError::NoMatch { .. }) => "not-found",
+            ApiError::VersionMismatch { .. } => "pg-dump-version-mismatch",
             ApiError::Dump(_) => "unexpected",
         }
     }
@@ -128,8 +171,11 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        if matches!(self, ApiError::MethodNotAllowed) {
-            headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+        if matches!(self, ApiError::Busy { .. }) {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
         }
         response.extensions_mut().insert(ErrorSummary {
             code: self.code(),

@@ -9,9 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::ApiError;
-
-/// The source dumped when a request names none.
-pub const DEFAULT_SOURCE: &str = "default";
+use crate::sources;
 
 /// A well-formed `POST /v1alpha1/pg_dump` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +30,7 @@ impl DumpRequest {
         };
         // Checked in the order Hasura's parser reads the fields.
         let source = match fields.source {
-            None | Some(Value::Null) => DEFAULT_SOURCE.to_owned(),
+            None | Some(Value::Null) => sources::DEFAULT.to_owned(),
             Some(Value::String(name)) if name.is_empty() => {
                 return Err(shape("$.source", "empty string not allowed".to_owned()))
             }

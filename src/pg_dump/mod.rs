@@ -1,5 +1,5 @@
 //! Everything about the `pg_dump` program: finding the installed binaries and their versions
-//! ([`Toolbox`]), and running one for a request ([`process`]).
+//! ([`Toolbox`]), and running one for a request ([`start`]).
 
 mod process;
 
@@ -114,10 +114,39 @@ impl Toolbox {
         &self.binaries
     }
 
-    /// The pg_dump to run: the newest, which can dump every older server.
+    /// The newest pg_dump: it can dump every older server (used when the server's version
+    /// could not be learnt; pg_dump then reports what is wrong itself).
     pub fn newest(&self) -> Option<&PgDump> {
         self.binaries.iter().max_by_key(|b| b.version)
     }
+
+    /// The pg_dump for a server: the same major, else the nearest newer one (pg_dump refuses
+    /// newer servers, and a much newer pg_dump writes SQL an old server cannot replay).
+    pub fn for_server(&self, server: Version) -> Option<&PgDump> {
+        self.binaries
+            .iter()
+            .filter(|b| b.version.major >= server.major)
+            .min_by_key(|b| (b.version.major, std::cmp::Reverse(b.version.minor)))
+    }
+
+    /// The installed versions, newest first, for error messages.
+    pub fn versions(&self) -> Vec<Version> {
+        self.binaries.iter().map(|b| b.version).collect()
+    }
+}
+
+/// When pg_dump refused the server as newer than itself: the server's version as pg_dump
+/// reported it (`pg_dump: detail: server version: 17.2; pg_dump version: 15.18`).
+pub fn refused_server_version(stderr: &str) -> Option<String> {
+    if !stderr.contains("server version mismatch") {
+        return None;
+    }
+    let reported = stderr.split("server version: ").nth(1).and_then(|rest| {
+        rest.split(|c: char| c == ';' || c.is_whitespace())
+            .next()
+            .filter(|version| !version.is_empty())
+    });
+    Some(reported.unwrap_or("unknown").to_owned())
 }
 
 /// Where pg_dump usually lives, most specific first: the versioned install directories of
@@ -162,6 +191,65 @@ fn candidates() -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn toolbox(versions: &[(u32, u32)]) -> Toolbox {
+        Toolbox::from_binaries(
+            versions
+                .iter()
+                .map(|&(major, minor)| PgDump {
+                    path: PathBuf::from(format!("/pg{major}.{minor}/pg_dump")),
+                    version: Version { major, minor },
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn the_same_major_else_the_nearest_newer() {
+        let tools = toolbox(&[(18, 1), (15, 14), (15, 18), (17, 6)]);
+        let pick = |major| {
+            tools
+                .for_server(Version { major, minor: 0 })
+                .map(|b| b.version)
+        };
+        assert_eq!(
+            pick(15),
+            Some(Version {
+                major: 15,
+                minor: 18
+            })
+        );
+        assert_eq!(
+            pick(16),
+            Some(Version {
+                major: 17,
+                minor: 6
+            })
+        );
+        assert_eq!(
+            pick(12),
+            Some(Version {
+                major: 15,
+                minor: 18
+            })
+        );
+        assert_eq!(
+            pick(18),
+            Some(Version {
+                major: 18,
+                minor: 1
+            })
+        );
+        assert_eq!(pick(19), None);
+    }
+
+    #[test]
+    fn version_mismatch_names_the_server_version() {
+        let stderr = "pg_dump: error: aborting because of server version mismatch\n\
+                      pg_dump: detail: server version: 17.2; pg_dump version: 15.18\n";
+        assert_eq!(refused_server_version(stderr).as_deref(), Some("17.2"));
+        assert_eq!(refused_server_version("pg_dump: error: boom"), None);
+    }
 
     #[test]
     fn versions_parse_from_every_known_banner() {

@@ -9,12 +9,14 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::clean::Cleaner;
 use crate::conninfo::ConnInfo;
@@ -36,6 +38,9 @@ pub enum DumpError {
     /// pg_dump found nothing matching a `--schema`/`--table`/… pattern.
     #[error("{message}")]
     NoMatch { message: String, stderr: String },
+    /// pg_dump ran past the time limit and was killed.
+    #[error("pg_dump ran past the time limit of {} s and was stopped", limit.as_secs())]
+    TimedOut { limit: Duration },
 }
 
 impl DumpError {
@@ -46,17 +51,21 @@ impl DumpError {
             DumpError::Failed { stderr } | DumpError::NoMatch { stderr, .. } => {
                 Some(stderr.clone())
             }
+            DumpError::TimedOut { .. } => None,
         }
     }
 }
 
 /// Starts `pg_dump` with the validated `args` against `conn`, and returns its output once the
-/// first bytes are there (or pg_dump exited successfully with none).
+/// first bytes are there (or pg_dump exited successfully with none). Past `time_limit` pg_dump
+/// is killed: before the first bytes that is [`DumpError::TimedOut`], after them the stream
+/// ends with an error.
 pub async fn start(
     pg_dump: &Path,
     args: &[String],
     conn: &ConnInfo,
     clean: bool,
+    time_limit: Option<Duration>,
 ) -> Result<impl Stream<Item = io::Result<Bytes>> + Send + 'static, DumpError> {
     let mut command = Command::new(pg_dump);
     command
@@ -70,6 +79,20 @@ pub async fn start(
     if let Some(password) = conn.password() {
         command.env("PGPASSWORD", OsStr::from_bytes(password));
     }
+    // sslpassword has no environment variable: it goes in a private service file, whose
+    // values libpq uses for whatever the connection string leaves unset.
+    let service_file = match conn.ssl_password() {
+        Some(ssl_password) => {
+            let file = service_file(ssl_password).map_err(|err| DumpError::Spawn {
+                detail: format!("could not write pg_dump's service file: {err}"),
+            })?;
+            command
+                .env("PGSERVICEFILE", file.path())
+                .env("PGSERVICE", SERVICE_NAME);
+            Some(file)
+        }
+        None => None,
+    };
     let mut child = command.spawn().map_err(|err| DumpError::Spawn {
         detail: format!("could not start {}: {err}", pg_dump.display()),
     })?;
@@ -84,12 +107,19 @@ pub async fn start(
         stderr: Some(tokio::spawn(read_capped(stderr))),
         cleaner: clean.then(Cleaner::new),
         conn: conn.clone(),
+        limit: time_limit.map(|limit| (limit, Instant::now() + limit)),
+        _service_file: service_file,
     };
     let first = match run.read().await {
         Ok(Some(chunk)) => Some(chunk),
         Ok(None) => {
             run.finish().await?;
             None
+        }
+        Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+            return Err(DumpError::TimedOut {
+                limit: time_limit.unwrap_or_default(),
+            })
         }
         Err(err) => {
             return Err(DumpError::Spawn {
@@ -108,16 +138,34 @@ struct Running {
     stderr: Option<JoinHandle<String>>,
     cleaner: Option<Cleaner>,
     conn: ConnInfo,
+    /// The time limit and when it runs out.
+    limit: Option<(Duration, Instant)>,
+    /// Removed when the run ends.
+    _service_file: Option<tempfile::NamedTempFile>,
 }
 
 impl Running {
-    /// The next raw chunk of stdout, `None` at its end.
+    /// The next raw chunk of stdout, `None` at its end; a `TimedOut` error past the limit.
     async fn read(&mut self) -> io::Result<Option<Bytes>> {
         let mut buf = BytesMut::with_capacity(CHUNK);
-        match self.stdout.read_buf(&mut buf).await? {
-            0 => Ok(None),
-            _ => Ok(Some(buf.freeze())),
-        }
+        let read = self.stdout.read_buf(&mut buf);
+        let n = match self.limit {
+            Some((limit, deadline)) => {
+                tokio::time::timeout_at(deadline, read)
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "pg_dump ran past the time limit of {} s and was stopped",
+                                limit.as_secs()
+                            ),
+                        )
+                    })??
+            }
+            None => read.await?,
+        };
+        Ok((n > 0).then(|| buf.freeze()))
     }
 
     /// Waits for pg_dump's exit after its stdout ended; a failure carries its stderr.
@@ -229,6 +277,20 @@ fn classify(status: ExitStatus, stderr: &str) -> Result<(), DumpError> {
             stderr: stderr.to_owned(),
         },
     })
+}
+
+/// The service that carries secrets pg_dump cannot get from its environment.
+const SERVICE_NAME: &str = "pgdump-api";
+
+/// A temporary service file readable by this user only (tempfile creates it with mode 0600).
+fn service_file(ssl_password: &str) -> io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .prefix("pgdump-api-service-")
+        .tempfile()?;
+    writeln!(file, "[{SERVICE_NAME}]\nsslpassword={ssl_password}")?;
+    file.flush()?;
+    Ok(file)
 }
 
 /// Drains `stream` to its end, keeping at most [`STDERR_CAP`] bytes.

@@ -1,8 +1,11 @@
 //! Integration tests: the real `pgdump-api` binary against a real PostgreSQL.
 
 mod clean;
+mod client;
 mod dump;
 mod errors;
+mod matrix;
 mod process;
+mod reliability;
 mod serve;
 mod support;

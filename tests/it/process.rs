@@ -1,41 +1,22 @@
 //! pg_dump as a process: the password stays out of its argv, and it never outlives the
 //! client that asked for it; a failure after the 200 aborts the response.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::support::postgres::PASSWORD;
-use crate::support::{eventually, pg_dump_children, Server, TestDb, REFERENCE_SCHEMA};
-
-/// Sends a dump request on a raw socket, so the test decides when the client goes away.
-fn send_raw(server: &Server, body: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(server.addr).unwrap();
-    write!(
-        stream,
-        "POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    stream
-}
-
-/// Holds an exclusive lock on `articles` until the returned client is dropped.
-async fn lock_articles(db: &TestDb) -> tokio_postgres::Client {
-    let client = db.client().await;
-    client
-        .batch_execute("BEGIN; LOCK TABLE articles IN ACCESS EXCLUSIVE MODE;")
-        .await
-        .unwrap();
-    client
-}
+use crate::support::{
+    big_table_db, eventually, lock_articles, pg_dump_children, send_raw, Server, TestDb,
+    REFERENCE_SCHEMA,
+};
 
 #[tokio::test]
 async fn password_is_not_in_pg_dumps_argv_and_disconnect_kills_it() {
     let db = TestDb::with(REFERENCE_SCHEMA).await;
-    let server = Server::builder(&db.url).start();
+    let url = format!("{}?sslmode=disable&sslpassword=Kp-Phrase9", db.url);
+    let server = Server::builder(&url).start();
     let lock = lock_articles(&db).await;
     let stream = send_raw(&server, r#"{"opts":["--schema-only"]}"#);
     eventually("pg_dump to start", || {
@@ -48,12 +29,33 @@ async fn password_is_not_in_pg_dumps_argv_and_disconnect_kills_it() {
         .split(|b| *b == 0)
         .map(|arg| String::from_utf8_lossy(arg).into_owned())
         .collect();
-    assert!(argv.iter().all(|arg| !arg.contains(PASSWORD)), "{argv:?}");
+    assert!(
+        argv.iter()
+            .all(|arg| !arg.contains(PASSWORD) && !arg.contains("Kp-Phrase9")),
+        "{argv:?}"
+    );
+    // The secrets are in pg_dump's own environment (readable only by its user).
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.contains(&format!("PGPASSWORD={PASSWORD}")));
+    let service_file = environ
+        .split('\0')
+        .find_map(|var| var.strip_prefix("PGSERVICEFILE="))
+        .expect("a service file for sslpassword")
+        .to_owned();
+    let metadata = std::fs::metadata(&service_file).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777,
+        0o600
+    );
     assert!(argv.contains(&"--encoding=utf8".to_owned()), "{argv:?}");
     assert!(argv.contains(&"--schema-only".to_owned()), "{argv:?}");
     assert_eq!(
         argv.iter().rfind(|a| !a.is_empty()).unwrap(),
-        &db.url.replace(&format!(":{PASSWORD}@"), "@")
+        &format!(
+            "{}?sslmode=disable",
+            db.url.replace(&format!(":{PASSWORD}@"), "@")
+        )
     );
 
     // The client leaves while pg_dump waits for the lock: pg_dump must go too.
@@ -65,15 +67,10 @@ async fn password_is_not_in_pg_dumps_argv_and_disconnect_kills_it() {
     drop(lock);
     let logs = server.wait_http_logs(1).await;
     assert_eq!(logs[0]["detail"]["complete"], false, "{:?}", logs[0]);
-    assert!(server.logs().iter().all(|line| !line.contains(PASSWORD)));
-}
-
-async fn big_table_db() -> TestDb {
-    TestDb::with(
-        "CREATE TABLE big (id int, payload text);
-         INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 60000) g;",
-    )
-    .await
+    assert!(server
+        .logs()
+        .iter()
+        .all(|line| !line.contains(PASSWORD) && !line.contains("Kp-Phrase9")));
 }
 
 #[tokio::test]

@@ -143,10 +143,7 @@ async fn flags_win_over_environment() {
 async fn sigterm_lets_the_running_dump_finish() {
     let db = TestDb::with(REFERENCE_SCHEMA).await;
     let server = Server::builder(&db.url).start();
-    let lock = db.client().await;
-    lock.batch_execute("BEGIN; LOCK TABLE articles IN ACCESS EXCLUSIVE MODE;")
-        .await
-        .unwrap();
+    let lock = crate::support::lock_articles(&db).await;
     let url = server.url("/v1alpha1/pg_dump");
     let request = tokio::spawn(async move {
         let response = http()
@@ -173,4 +170,90 @@ async fn sigterm_lets_the_running_dump_finish() {
     assert!(body.contains("CREATE TABLE public.articles"));
     let exit = server.terminate();
     assert!(exit.success(), "{exit}");
+}
+
+#[tokio::test]
+async fn sources_file_from_a_hasura_project() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let cluster = crate::support::cluster();
+    let yaml = format!(
+        r#"- name: default
+  kind: postgres
+  configuration:
+    connection_info:
+      database_url:
+        connection_parameters:
+          host: 127.0.0.1
+          port: {port}
+          username: postgres
+          password: {PASSWORD}
+          database: {name}
+      isolation_level: read-committed
+      use_prepared_statements: true
+  tables: "!include default/tables/tables.yaml"
+- name: warehouse
+  kind: bigquery
+  configuration:
+    service_account:
+      from_env: BIGQUERY_SERVICE_ACCOUNT
+"#,
+        port = cluster.port,
+        name = db.name
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("databases.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let server = Server::builder_with_sources(&file).start();
+    let reply = dump_json(&server, json!({"opts": ["--schema-only"]})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("CREATE TABLE public.authors"));
+    let reply = dump_json(&server, json!({"opts": [], "source": "warehouse"})).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(
+        reply.json(),
+        json!({
+            "error": "source \"warehouse\" is of kind \"bigquery\": only postgres sources can be dumped",
+            "path": "$",
+            "code": "not-supported"
+        })
+    );
+
+    // A reference to an unset variable stops the server at startup, naming what is wrong.
+    std::fs::write(
+        &file,
+        "- name: default\n  kind: postgres\n  configuration:\n    connection_info:\n      database_url:\n        from_env: NO_SUCH_VARIABLE\n",
+    )
+    .unwrap();
+    let pg_dump = crate::support::cluster().pg_dump();
+    let (ok, stderr) = run_serve(
+        &[
+            "--sources-file",
+            file.to_str().unwrap(),
+            "--pg-dump-path",
+            pg_dump.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    for part in ["databases.yaml", "\"default\"", "NO_SUCH_VARIABLE"] {
+        assert!(stderr.contains(part), "{part} not in {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn open_access_on_every_interface_is_warned_about() {
+    let db = TestDb::new().await;
+    let warning = "no admin secret is set";
+    let everywhere = Server::builder(&db.url).host("*").start();
+    assert!(
+        everywhere.logs().iter().any(|line| line.contains(warning)),
+        "{:?}",
+        everywhere.logs()
+    );
+    let reply = dump_json(&everywhere, json!({"opts": ["-s"]})).await;
+    assert_eq!(reply.status, 200);
+    let loopback = Server::builder(&db.url).start();
+    assert!(loopback.logs().iter().all(|line| !line.contains(warning)));
+    let secured = Server::builder(&db.url).host("*").secret("s").start();
+    assert!(secured.logs().iter().all(|line| !line.contains(warning)));
 }

@@ -37,6 +37,39 @@ CREATE TRIGGER "notify_hasura_articles_DELETE" AFTER DELETE ON public.articles
     FOR EACH ROW EXECUTE FUNCTION hdb_catalog."notify_hasura_articles_DELETE"();
 "#;
 
+/// Holds an exclusive lock on `articles` (of [`REFERENCE_SCHEMA`]) until the returned client
+/// is dropped: a pg_dump of it waits, without output, for as long as the test wants.
+pub async fn lock_articles(db: &TestDb) -> tokio_postgres::Client {
+    let client = db.client().await;
+    client
+        .batch_execute("BEGIN; LOCK TABLE articles IN ACCESS EXCLUSIVE MODE;")
+        .await
+        .unwrap();
+    client
+}
+
+/// A database with a ~62 MB table, too big to sit in socket buffers.
+pub async fn big_table_db() -> TestDb {
+    TestDb::with(
+        "CREATE TABLE big (id int, payload text);
+         INSERT INTO big SELECT g, repeat(md5(g::text), 32) FROM generate_series(1, 60000) g;",
+    )
+    .await
+}
+
+/// Sends a dump request on a raw socket, so the test decides when the client goes away.
+pub fn send_raw(server: &Server, body: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
 /// An HTTP client that neither retries nor decompresses on its own.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()

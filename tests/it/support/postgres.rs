@@ -6,6 +6,7 @@
 //! pipe whose write end lives as long as this process: when the test binary exits, however it
 //! exits, the watchdog stops the server and removes its directory.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
@@ -29,8 +30,24 @@ pub struct Cluster {
 
 /// The shared cluster, started on first use.
 pub fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| Cluster::start().unwrap_or_else(|err| panic!("{err}")))
+    static CLUSTER: OnceLock<&'static Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| cluster_of(&bin_dir()))
+}
+
+/// The cluster of the PostgreSQL build in `bin_dir`, started on first use.
+pub fn cluster_of(bin_dir: &Path) -> &'static Cluster {
+    static CLUSTERS: OnceLock<Mutex<HashMap<PathBuf, &'static Cluster>>> = OnceLock::new();
+    let clusters = CLUSTERS.get_or_init(Default::default);
+    if let Some(cluster) = clusters.lock().unwrap().get(bin_dir) {
+        return cluster;
+    }
+    // Started outside the lock: clusters of different versions start in parallel.
+    let started = Cluster::start(bin_dir.to_owned()).unwrap_or_else(|err| panic!("{err}"));
+    let mut clusters = clusters.lock().unwrap();
+    let cluster: &'static Cluster = clusters
+        .entry(bin_dir.to_owned())
+        .or_insert_with(|| Box::leak(Box::new(started)));
+    cluster
 }
 
 /// PostgreSQL's bin directory: `PGDUMP_API_TEST_PG_BIN`, else the newest Debian install,
@@ -104,9 +121,9 @@ fn as_server_user(command: &mut Command, user: Option<(u32, u32)>) -> &mut Comma
 }
 
 impl Cluster {
-    fn start() -> Result<Cluster, String> {
-        let bin_dir = bin_dir();
+    fn start(bin_dir: PathBuf) -> Result<Cluster, String> {
         let user = server_user();
+        let bin_dir = accessible_to(&bin_dir, user)?;
         let dir = tempfile::Builder::new()
             .prefix("pgdump-api-test-")
             .tempdir()
@@ -199,10 +216,53 @@ impl Cluster {
     }
 }
 
+/// `bin_dir` if the server's user can run it, else a copy of its install that it can (a
+/// checkout in a private directory cannot be entered by the unprivileged user).
+fn accessible_to(bin_dir: &Path, user: Option<(u32, u32)>) -> Result<PathBuf, String> {
+    let runs = |dir: &Path| {
+        as_server_user(&mut Command::new(dir.join("postgres")), user)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if runs(bin_dir) {
+        return Ok(bin_dir.to_owned());
+    }
+    let install = bin_dir.parent().ok_or("bin dir has no parent")?;
+    let name = install.to_string_lossy().replace(['/', '@'], "_");
+    let copy = std::env::temp_dir().join(format!("pgdump-api-pg{name}"));
+    if !runs(&copy.join("bin")) {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(install)
+            .arg(&copy)
+            .status()
+            .map_err(|err| format!("cp: {err}"))?;
+        Command::new("chmod")
+            .args(["-R", "a+rX"])
+            .arg(&copy)
+            .status()
+            .ok();
+        if !status.success() || !runs(&copy.join("bin")) {
+            return Err(format!(
+                "{} cannot be run by the server user",
+                bin_dir.display()
+            ));
+        }
+    }
+    Ok(copy.join("bin"))
+}
+
 fn wait_ready(bin_dir: &Path, port: u16, dir: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Some server-only builds have no pg_isready: any client build's will do.
+    let pg_isready = [bin_dir.to_owned(), self::bin_dir()]
+        .into_iter()
+        .map(|dir| dir.join("pg_isready"))
+        .find(|path| path.is_file())
+        .ok_or("no pg_isready found")?;
     while Instant::now() < deadline {
-        let ready = Command::new(bin_dir.join("pg_isready"))
+        let ready = Command::new(&pg_isready)
             .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
             .status()
             .is_ok_and(|status| status.success());
@@ -227,13 +287,18 @@ fn wait_ready(bin_dir: &Path, port: u16, dir: &Path) -> Result<(), String> {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    admin_url: String,
 }
 
 impl TestDb {
     /// Creates an empty database.
     pub async fn new() -> TestDb {
+        TestDb::new_on(cluster()).await
+    }
+
+    /// Creates an empty database on `cluster`.
+    pub async fn new_on(cluster: &Cluster) -> TestDb {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let cluster = cluster();
         let name = format!(
             "test_{}_{}",
             std::process::id(),
@@ -246,6 +311,7 @@ impl TestDb {
             .expect("CREATE DATABASE");
         TestDb {
             url: cluster.url(&name),
+            admin_url: cluster.url("postgres"),
             name,
         }
     }
@@ -260,6 +326,32 @@ impl TestDb {
     /// A new client connection to this database.
     pub async fn client(&self) -> Client {
         connect(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops the database, on a thread of its own since the test's runtime may be gone.
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&admin_url, NoTls).await.ok()?;
+                tokio::spawn(connection);
+                // WITH (FORCE) ends sessions a test left open; PostgreSQL 12 lacks it.
+                let force = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                if client.batch_execute(&force).await.is_err() {
+                    let plain = format!("DROP DATABASE IF EXISTS {name}");
+                    client.batch_execute(&plain).await.ok()?;
+                }
+                Some(())
+            })
+        });
+        // Best effort: the whole cluster is removed when the test binary exits anyway.
+        let _ = dropped.join();
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,8 @@ pub struct ServerBuilder {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     database_url: Option<String>,
-    pg_dump: Option<PathBuf>,
+    pg_dumps: Vec<PathBuf>,
+    host: String,
 }
 
 /// A running `pgdump-api serve`.
@@ -45,14 +46,20 @@ impl ServerBuilder {
         self.args(["--admin-secret", secret])
     }
 
-    /// Uses this pg_dump instead of the cluster's.
+    /// Listens on `host` instead of 127.0.0.1.
+    pub fn host(mut self, host: &str) -> Self {
+        self.host = host.to_owned();
+        self
+    }
+
+    /// Uses this pg_dump (repeatable) instead of the default cluster's.
     pub fn pg_dump(mut self, path: impl Into<PathBuf>) -> Self {
-        self.pg_dump = Some(path.into());
+        self.pg_dumps.push(path.into());
         self
     }
 
     /// Starts the server and waits for its "listening" line.
-    pub fn start(self) -> Server {
+    pub fn start(mut self) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_pgdump-api"));
         command.arg("serve");
         for (key, _) in std::env::vars() {
@@ -60,10 +67,13 @@ impl ServerBuilder {
                 command.env_remove(key);
             }
         }
-        command
-            .args(["--server-host", "127.0.0.1", "--server-port", "0"])
-            .arg("--pg-dump-path")
-            .arg(self.pg_dump.unwrap_or_else(|| cluster().pg_dump()));
+        command.args(["--server-host", &self.host, "--server-port", "0"]);
+        if self.pg_dumps.is_empty() {
+            self.pg_dumps.push(cluster().pg_dump());
+        }
+        for pg_dump in &self.pg_dumps {
+            command.arg("--pg-dump-path").arg(pg_dump);
+        }
         if let Some(url) = &self.database_url {
             command.args(["--database-url", url]);
         }
@@ -121,7 +131,12 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
     if value["type"] != "startup" || value["detail"]["message"] != "listening" {
         return None;
     }
-    value["detail"]["address"].as_str()?.parse().ok()
+    let addr: SocketAddr = value["detail"]["address"].as_str()?.parse().ok()?;
+    // A server on every interface is reached over loopback.
+    Some(match addr.ip().is_unspecified() {
+        true => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        false => addr,
+    })
 }
 
 impl Server {
@@ -131,11 +146,23 @@ impl Server {
             args: Vec::new(),
             envs: Vec::new(),
             database_url: Some(database_url.to_owned()),
-            pg_dump: None,
+            pg_dumps: Vec::new(),
+            host: "127.0.0.1".to_owned(),
         }
     }
 
-    /// `http://ADDR/PATH`.
+    /// A server whose sources come from a sources file.
+    pub fn builder_with_sources(file: &Path) -> ServerBuilder {
+        ServerBuilder {
+            args: vec!["--sources-file".to_owned(), file.display().to_string()],
+            envs: Vec::new(),
+            database_url: None,
+            pg_dumps: Vec::new(),
+            host: "127.0.0.1".to_owned(),
+        }
+    }
+
+    /// `http://ADDR/PATH` (over loopback when the server listens on every interface).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -1,0 +1,183 @@
+//! The client's flags: `dump`, `migrate create` and `seed create`, and the connection flags
+//! they share. Everything that can be checked without the server — URLs, headers, names —
+//! is checked here, so that a mistake is a usage error (exit status 2) before any request.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::Url;
+
+use crate::config::Secret;
+
+use super::names::{SchemaName, TableName};
+use super::request::{parse_endpoint, parse_header};
+
+/// How names are written, for `--help`.
+const NAMES_HELP: &str = "\
+Names, not patterns: each --schema and --from-table value is one exact name, sent to pg_dump \
+fully quoted, so upper case, dots, `*` and `?` are taken literally (`MyTable`, `Sales`). A \
+table is `TABLE` or `SCHEMA.TABLE`, split at the first dot that is not inside double quotes; \
+a part written in SQL double quotes may hold dots and quotes, a quote inside doubled: \
+`\"my.schema\".\"Odd\"\"Name\"`.";
+
+/// Exit statuses, for `--help`.
+const EXIT_HELP: &str = "\
+Exit status: 0 done; 1 local failure (files, disk); 2 usage error; 3 the server rejected the \
+request (HTTP error status); 4 the server could not be reached, or the response ended before \
+it was complete; 129, 130, 143 stopped by SIGHUP, SIGINT, SIGTERM. On any failure no output \
+file is left behind.";
+
+/// Which server to ask, and how.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// URL of the server (pgdump-api or Hasura GraphQL Engine).
+    #[arg(
+        long,
+        env = "HASURA_GRAPHQL_ENDPOINT",
+        default_value = "http://localhost:8080",
+        value_parser = parse_endpoint
+    )]
+    pub endpoint: Url,
+
+    /// Admin secret, sent as `x-hasura-admin-secret`.
+    #[arg(long, env = "HASURA_GRAPHQL_ADMIN_SECRET", hide_env_values = true,
+          value_parser = parse_secret)]
+    pub admin_secret: Option<Secret>,
+
+    /// Extra request header (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+
+    /// No progress line on stderr (there is none either when stderr is not a terminal).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `pgdump-api dump`.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_HELP)]
+pub struct DumpArgs {
+    /// Database to dump, by its source name on the server [default: the server's `default`].
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+
+    /// Ask for `clean_output`, SQL that a client other than psql can replay (pg_dump's own
+    /// --clean goes after `--`)
+    #[arg(long)]
+    pub clean: bool,
+
+    /// Write the dump to FILE, atomically: it appears only once complete [default: stdout].
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// pg_dump options, after `--` (e.g. `-- --schema-only -n public`).
+    #[arg(last = true, value_name = "PG_DUMP_OPTS")]
+    pub pg_dump_opts: Vec<String>,
+}
+
+/// `pgdump-api migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(subcommand)]
+    pub command: MigrateCommand,
+}
+
+/// The subcommands of `pgdump-api migrate`.
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// Create a Hasura migration (`migrations/DB/TIMESTAMP_NAME/up.sql`) from the server's schema.
+    #[command(after_help = format!("{NAMES_HELP}\n\n{EXIT_HELP}"))]
+    Create(MigrateCreateArgs),
+}
+
+/// `pgdump-api migrate create`.
+#[derive(Debug, Args)]
+pub struct MigrateCreateArgs {
+    /// Name of the migration; its directory is `TIMESTAMP_NAME`.
+    #[arg(value_parser = parse_file_name)]
+    pub name: String,
+
+    /// Take the schema from the server (required: the one kind of migration made here).
+    #[arg(long, required = true)]
+    pub from_server: bool,
+
+    /// Schema to include (repeatable) [default: public].
+    #[arg(long = "schema", value_name = "SCHEMA", value_parser = parse_schema)]
+    pub schemas: Vec<SchemaName>,
+
+    /// Database (source) name: on the server, and in the migrations directory.
+    #[arg(long, value_name = "NAME", default_value = "default", value_parser = parse_file_name)]
+    pub database_name: String,
+
+    /// Hasura project directory [default: the nearest one holding config.yaml, else the
+    /// current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// `pgdump-api seed`.
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    #[command(subcommand)]
+    pub command: SeedCommand,
+}
+
+/// The subcommands of `pgdump-api seed`.
+#[derive(Debug, Subcommand)]
+pub enum SeedCommand {
+    /// Create a Hasura seed file (`seeds/DB/TIMESTAMP_NAME.sql`) from tables' rows.
+    #[command(after_help = format!("{NAMES_HELP}\n\n{EXIT_HELP}"))]
+    Create(SeedCreateArgs),
+}
+
+/// `pgdump-api seed create`.
+#[derive(Debug, Args)]
+pub struct SeedCreateArgs {
+    /// Name of the seed; its file is `TIMESTAMP_NAME.sql`.
+    #[arg(value_parser = parse_file_name)]
+    pub name: String,
+
+    /// Table whose rows to take (repeatable, or several after one flag).
+    #[arg(long = "from-table", value_name = "TABLE", required = true, num_args = 1..,
+          value_parser = parse_table)]
+    pub tables: Vec<TableName>,
+
+    /// Database (source) name: on the server, and in the seeds directory.
+    #[arg(long, value_name = "NAME", default_value = "default", value_parser = parse_file_name)]
+    pub database_name: String,
+
+    /// Hasura project directory [default: the nearest one holding config.yaml, else the
+    /// current directory].
+    #[arg(long, value_name = "DIR")]
+    pub project: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+fn parse_secret(input: &str) -> Result<Secret, String> {
+    Ok(Secret::new(input))
+}
+
+fn parse_schema(input: &str) -> Result<SchemaName, String> {
+    SchemaName::parse(input).map_err(|err| format!("{err} (see --help for how names are written)"))
+}
+
+fn parse_table(input: &str) -> Result<TableName, String> {
+    TableName::parse(input).map_err(|err| format!("{err} (see --help for how names are written)"))
+}
+
+/// A name that becomes one path component.
+fn parse_file_name(input: &str) -> Result<String, String> {
+    if input.is_empty() || input == "." || input == ".." || input.contains(['/', '\0']) {
+        return Err("expected a name that can be a file name (no `/`)".to_owned());
+    }
+    Ok(input.to_owned())
+}

@@ -1,0 +1,256 @@
+//! Prometheus metrics of the dumps: how many started, succeeded and failed (by source and
+//! reason), bytes streamed, how long they took, how many run and wait per source, and which
+//! pg_dump versions are installed and in use. Served at `GET /v1/metrics` when `metrics` is an
+//! enabled API.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::limits::Limits;
+use crate::pg_dump::Toolbox;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabel {
+    source: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    source: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    source: String,
+    version: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstalledLabels {
+    version: String,
+    path: String,
+}
+
+/// Why a dump did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The source's line was full.
+    Busy,
+    /// pg_dump could not be started.
+    Spawn,
+    /// pg_dump exited with an error.
+    PgDump,
+    /// No pattern matched.
+    NoMatch,
+    /// No installed pg_dump fits the server.
+    VersionMismatch,
+    /// The time limit passed.
+    Timeout,
+    /// The client left before the dump ended.
+    ClientGone,
+}
+
+impl Failure {
+    fn label(self) -> &'static str {
+        match self {
+            Failure::Busy => "busy",
+            Failure::Spawn => "spawn",
+            Failure::PgDump => "pg_dump_error",
+            Failure::NoMatch => "no_match",
+            Failure::VersionMismatch => "version_mismatch",
+            Failure::Timeout => "timeout",
+            Failure::ClientGone => "client_gone",
+        }
+    }
+}
+
+/// Every metric, registered once.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    started: Family<SourceLabel, Counter>,
+    succeeded: Family<SourceLabel, Counter>,
+    failed: Family<FailureLabels, Counter>,
+    bytes: Family<SourceLabel, Counter>,
+    duration: Family<SourceLabel, Histogram>,
+    running: Family<SourceLabel, Gauge>,
+    queued: Family<SourceLabel, Gauge>,
+    runs_by_version: Family<VersionLabels, Counter>,
+    /// Serializes scrapes: the load gauges are set from the limits just before encoding.
+    scrape: Mutex<()>,
+}
+
+impl Metrics {
+    /// Registers every metric; the installed pg_dump binaries are recorded once.
+    pub fn new(toolbox: &Toolbox) -> Metrics {
+        let mut registry = Registry::with_prefix("pgdump");
+        let started = Family::<SourceLabel, Counter>::default();
+        let succeeded = Family::<SourceLabel, Counter>::default();
+        let failed = Family::<FailureLabels, Counter>::default();
+        let bytes = Family::<SourceLabel, Counter>::default();
+        let duration = Family::<SourceLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.01, 2.0, 18))
+        });
+        let running = Family::<SourceLabel, Gauge>::default();
+        let queued = Family::<SourceLabel, Gauge>::default();
+        let runs_by_version = Family::<VersionLabels, Counter>::default();
+        let installed = Family::<InstalledLabels, Gauge>::default();
+        for binary in toolbox.binaries() {
+            installed
+                .get_or_create(&InstalledLabels {
+                    version: binary.version.to_string(),
+                    path: binary.path.display().to_string(),
+                })
+                .set(1);
+        }
+        registry.register(
+            "dumps_started",
+            "Dump requests that passed validation",
+            started.clone(),
+        );
+        registry.register(
+            "dumps_succeeded",
+            "Dumps streamed to the end",
+            succeeded.clone(),
+        );
+        registry.register(
+            "dumps_failed",
+            "Dumps that failed, by reason",
+            failed.clone(),
+        );
+        registry.register("bytes_streamed", "Bytes of dump output sent", bytes.clone());
+        registry.register(
+            "dump_duration_seconds",
+            "Time from request to the end of the dump",
+            duration.clone(),
+        );
+        registry.register(
+            "dumps_running",
+            "pg_dump processes running",
+            running.clone(),
+        );
+        registry.register(
+            "dumps_queued",
+            "Requests waiting for a pg_dump slot",
+            queued.clone(),
+        );
+        registry.register(
+            "pg_dump_runs",
+            "pg_dump runs by the pg_dump version used",
+            runs_by_version.clone(),
+        );
+        registry.register("pg_dump_installed", "Installed pg_dump binaries", installed);
+        Metrics {
+            registry,
+            started,
+            succeeded,
+            failed,
+            bytes,
+            duration,
+            running,
+            queued,
+            runs_by_version,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    fn source(source: &str) -> SourceLabel {
+        SourceLabel {
+            source: source.to_owned(),
+        }
+    }
+
+    /// A request passed validation and asks for a dump.
+    pub fn started(&self, source: &str) {
+        self.started.get_or_create(&Self::source(source)).inc();
+    }
+
+    /// pg_dump `version` runs for `source`.
+    pub fn ran(&self, source: &str, version: &str) {
+        let labels = VersionLabels {
+            source: source.to_owned(),
+            version: version.to_owned(),
+        };
+        self.runs_by_version.get_or_create(&labels).inc();
+    }
+
+    /// Output bytes sent for `source`.
+    pub fn streamed(&self, source: &str, bytes: u64) {
+        self.bytes
+            .get_or_create(&Self::source(source))
+            .inc_by(bytes);
+    }
+
+    /// A dump ended, successfully or not, after `elapsed`.
+    pub fn finished(&self, source: &str, outcome: Result<(), Failure>, elapsed: Duration) {
+        match outcome {
+            Ok(()) => {
+                self.succeeded.get_or_create(&Self::source(source)).inc();
+            }
+            Err(reason) => {
+                let labels = FailureLabels {
+                    source: source.to_owned(),
+                    reason: reason.label(),
+                };
+                self.failed.get_or_create(&labels).inc();
+            }
+        }
+        self.duration
+            .get_or_create(&Self::source(source))
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition, with the running and queued gauges read from `limits` now.
+    pub fn render<'a>(&self, limits: &Limits, sources: impl Iterator<Item = &'a str>) -> String {
+        let _scrape = self
+            .scrape
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for source in sources {
+            let (running, queued) = limits.load(source);
+            let label = Self::source(source);
+            self.running.get_or_create(&label).set(running as i64);
+            self.queued.get_or_create(&label).set(queued as i64);
+        }
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::new(&Toolbox::from_binaries(Vec::new()));
+        let limits = Limits::new(["default"], 2, 2);
+        metrics.started("default");
+        metrics.ran("default", "15.18");
+        metrics.streamed("default", 1234);
+        metrics.finished("default", Ok(()), Duration::from_millis(30));
+        metrics.finished("default", Err(Failure::Timeout), Duration::from_secs(1));
+        let text = metrics.render(&limits, ["default"].into_iter());
+        for expected in [
+            "pgdump_dumps_started_total{source=\"default\"} 1",
+            "pgdump_dumps_succeeded_total{source=\"default\"} 1",
+            "pgdump_dumps_failed_total{source=\"default\",reason=\"timeout\"} 1",
+            "pgdump_bytes_streamed_total{source=\"default\"} 1234",
+            "pgdump_dump_duration_seconds_count{source=\"default\"} 2",
+            "pgdump_dumps_running{source=\"default\"} 0",
+            "pgdump_pg_dump_runs_total{source=\"default\",version=\"15.18\"} 1",
+        ] {
+            assert!(text.contains(expected), "{expected} not in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Which PostgreSQL major a source runs, learnt over a real connection (with the connection
+//! string's TLS settings) and cached per source, so that the matching pg_dump can be chosen
+//! without a round trip per request. The cache entry is dropped when a dump reports a version
+//! mismatch (the server was upgraded), and learnt again on the next request.
+
+mod tls;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_postgres::config::{Config, TargetSessionAttrs};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::conninfo::ConnInfo;
+use crate::pg_dump::Version;
+
+/// How long the probe may take to connect before the dump goes ahead without it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Server versions by source name.
+#[derive(Debug, Default)]
+pub struct ServerVersions {
+    known: Mutex<HashMap<String, Version>>,
+}
+
+impl ServerVersions {
+    /// The version of source `name`, from the cache or a new probe.
+    pub async fn get(&self, name: &str, conn: &ConnInfo) -> Result<Version, String> {
+        if let Some(version) = self.lock().get(name) {
+            return Ok(*version);
+        }
+        let version = probe(conn).await?;
+        self.lock().insert(name.to_owned(), version);
+        Ok(version)
+    }
+
+    /// Forgets what is known of `name`, so the next request probes again.
+    pub fn forget(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Version>> {
+        // The map stays consistent even if a holder panicked: no invariant spans entries.
+        self.known
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Connects to `conn` and asks for `server_version_num`.
+pub async fn probe(conn: &ConnInfo) -> Result<Version, String> {
+    let config = client_config(conn)?;
+    let tls = tls::settings(conn)?;
+    let query = async {
+        let client = match tls.config {
+            None => {
+                let mut config = config;
+                config.ssl_mode(tls.mode);
+                let (client, connection) = config.connect(NoTls).await?;
+                tokio::spawn(connection);
+                client
+            }
+            Some(tls_config) => {
+                let mut config = config;
+                config.ssl_mode(tls.mode);
+                let (client, connection) =
+                    config.connect(MakeRustlsConnect::new(tls_config)).await?;
+                tokio::spawn(connection);
+                client
+            }
+        };
+        client.simple_query("SHOW server_version_num").await
+    };
+    let messages = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), query)
+        .await
+        .map_err(|_| "timed out asking the server for its version".to_owned())?
+        .map_err(|err| format!("could not ask the server for its version: {err}"))?;
+    let num = messages
+        .iter()
+        .find_map(|message| match message {
+            SimpleQueryMessage::Row(row) => row.get(0)?.parse::<u32>().ok(),
+            _ => None,
+        })
+        .ok_or("the server did not report server_version_num")?;
+    Ok(from_version_num(num))
+}
+
+/// `170002` → 17.2; `90624` → 9.6.
+pub fn from_version_num(num: u32) -> Version {
+    if num >= 100_000 {
+        Version {
+            major: num / 10_000,
+            minor: num % 10_000,
+        }
+    } else {
+        Version {
+            major: num / 10_000,
+            minor: num / 100 % 100,
+        }
+    }
+}
+
+/// The connection as tokio-postgres takes it, with libpq's environment variables and
+/// defaults for what the string leaves out. Parameters that only matter to pg_dump are
+/// ignored here.
+fn client_config(conn: &ConnInfo) -> Result<Config, String> {
+    let env = |key: &str| std::env::var(key).ok().filter(|value| !value.is_empty());
+    let param =
+        |key: &str, env_key: &str| conn.param(key).map(str::to_owned).or_else(|| env(env_key));
+    let mut config = Config::new();
+    config
+        .application_name("pgdump-api")
+        .connect_timeout(CONNECT_TIMEOUT);
+    let hosts = param("host", "PGHOST").unwrap_or_else(default_socket_dir);
+    for host in hosts.split(',') {
+        match host {
+            "" => config.host_path(default_socket_dir()),
+            path if path.starts_with('/') || path.starts_with('@') => config.host_path(path),
+            name => config.host(name),
+        };
+    }
+    if let Some(addrs) = param("hostaddr", "PGHOSTADDR") {
+        for addr in addrs.split(',').filter(|addr| !addr.is_empty()) {
+            let ip = addr
+                .parse()
+                .map_err(|_| format!("invalid hostaddr {addr:?}"))?;
+            config.hostaddr(ip);
+        }
+    }
+    for port in param("port", "PGPORT").unwrap_or_default().split(',') {
+        let port = if port.is_empty() { "5432" } else { port };
+        config.port(port.parse().map_err(|_| format!("invalid port {port:?}"))?);
+    }
+    let user = param("user", "PGUSER")
+        .or_else(|| env("USER"))
+        .or_else(|| env("LOGNAME"))
+        .unwrap_or_else(|| "postgres".to_owned());
+    let dbname = param("dbname", "PGDATABASE").unwrap_or_else(|| user.clone());
+    config.user(&user).dbname(&dbname);
+    match conn.password() {
+        Some(password) => {
+            config.password(password);
+        }
+        None => {
+            if let Some(password) = env("PGPASSWORD") {
+                config.password(password);
+            }
+        }
+    }
+    if let Some(options) = param("options", "PGOPTIONS") {
+        config.options(&options);
+    }
+    if param("target_session_attrs", "PGTARGETSESSIONATTRS").as_deref() == Some("read-write") {
+        config.target_session_attrs(TargetSessionAttrs::ReadWrite);
+    }
+    Ok(config)
+}
+
+/// Where libpq looks for the server's socket when no host is given.
+fn default_socket_dir() -> String {
+    if std::path::Path::new("/var/run/postgresql").is_dir() {
+        "/var/run/postgresql".to_owned()
+    } else {
+        "/tmp".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_numbers() {
+        assert_eq!(
+            from_version_num(170002),
+            Version {
+                major: 17,
+                minor: 2
+            }
+        );
+        assert_eq!(
+            from_version_num(120022),
+            Version {
+                major: 12,
+                minor: 22
+            }
+        );
+        assert_eq!(from_version_num(90624), Version { major: 9, minor: 6 });
+    }
+
+    #[test]
+    fn unknown_sslmode_is_an_error() {
+        let conn = ConnInfo::parse("postgres://u@h/db?sslmode=sometimes");
+        assert!(tls::settings(&conn).is_err());
+    }
+}
