@@ -11,8 +11,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use futures_util::Stream;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use super::error::ApiError;
 use super::request::DumpRequest;
@@ -51,21 +52,47 @@ pub async fn pg_dump(
     }
 }
 
+/// How much of an oversized body is read and dropped so that the client, still sending it,
+/// gets to read the 413 instead of a broken pipe; past this the connection is simply closed.
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// Reads the whole body within `timeout`, refusing more than [`BODY_LIMIT`] bytes.
 async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<Bytes, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|len| len.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > BODY_LIMIT as u64) {
+    // A client waiting for `100 Continue` has sent nothing yet: answer at once.
+    let waits_to_send = headers
+        .get(header::EXPECT)
+        .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if declared.is_some_and(|len| len > BODY_LIMIT as u64 && (waits_to_send || len > DRAIN_LIMIT)) {
         return Err(too_large);
     }
-    let collect = tokio::time::timeout(timeout, Limited::new(body, BODY_LIMIT).collect());
-    match collect.await.map_err(|_| ApiError::BodyTimeout(timeout))? {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<LengthLimitError>() => Err(too_large),
-        Err(err) => Err(ApiError::BodyRead(err.to_string())),
-    }
+    let read = async {
+        let mut body = body;
+        let mut kept = BytesMut::new();
+        let mut seen = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|err| ApiError::BodyRead(err.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            seen += data.len() as u64;
+            if seen <= BODY_LIMIT as u64 {
+                kept.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+        match seen > BODY_LIMIT as u64 {
+            true => Err(too_large),
+            false => Ok(kept.freeze()),
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| ApiError::BodyTimeout(timeout))?
 }
 
 /// Steps 4–8 for an authenticated caller.

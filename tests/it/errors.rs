@@ -325,6 +325,22 @@ async fn oversized_body_is_413() {
     let reply = post_dump(&server, big, &[]).await;
     assert_eq!(reply.status, 413);
     assert_eq!(reply.json()["code"], "payload-too-large");
+    // A client that waits for 100 Continue is answered before it sends the body.
+    let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
+    std::io::Write::write_all(
+        &mut raw,
+        b"POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: t\r\nContent-Length: 2097152\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = std::io::Read::read(&mut raw, &mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    // A chunked body of unknown length is cut off at the limit too.
+    let chunks =
+        futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 * 1024])));
+    let reply = post_dump(&server, reqwest::Body::wrap_stream(chunks), &[]).await;
+    assert_eq!(reply.status, 413);
     // The server keeps serving.
     let reply = dump_json(&server, json!({"opts": ["--schema-only"]})).await;
     assert_eq!(reply.status, 200);
