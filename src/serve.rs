@@ -1,7 +1,6 @@
 //! `pgdump-api serve`: from a validated [`Config`] to a listening server — find pg_dump,
 //! set up the sources, bind, log where it listens, and stop on SIGTERM or SIGINT.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -38,7 +37,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )
         })?;
     let address = listener.local_addr().context("no local address")?;
-    if config.auth == AuthMode::Open && !is_loopback(address.ip()) {
+    if config.auth == AuthMode::Open && !address.ip().is_loopback() {
         tracing::warn!(target: "startup", address = %address,
             "no admin secret is set: anyone who can reach this server can dump the database; set --admin-secret / HASURA_GRAPHQL_ADMIN_SECRET");
     }
@@ -83,10 +82,6 @@ async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
         Ok(listener) => Ok(listener),
         Err(_) => TcpListener::bind(("0.0.0.0", port)).await,
     }
-}
-
-fn is_loopback(ip: IpAddr) -> bool {
-    ip.is_loopback()
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_postgres::config::{Config, TargetSessionAttrs};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::conninfo::ConnInfo;
@@ -51,26 +51,13 @@ impl ServerVersions {
 
 /// Connects to `conn` and asks for `server_version_num`.
 pub async fn probe(conn: &ConnInfo) -> Result<Version, String> {
-    let config = client_config(conn)?;
+    let mut config = client_config(conn)?;
     let tls = tls::settings(conn)?;
+    // With sslmode=disable the connector is never used.
+    config.ssl_mode(tls.mode);
     let query = async {
-        let client = match tls.config {
-            None => {
-                let mut config = config;
-                config.ssl_mode(tls.mode);
-                let (client, connection) = config.connect(NoTls).await?;
-                tokio::spawn(connection);
-                client
-            }
-            Some(tls_config) => {
-                let mut config = config;
-                config.ssl_mode(tls.mode);
-                let (client, connection) =
-                    config.connect(MakeRustlsConnect::new(tls_config)).await?;
-                tokio::spawn(connection);
-                client
-            }
-        };
+        let (client, connection) = config.connect(MakeRustlsConnect::new(tls.config)).await?;
+        tokio::spawn(connection);
         client.simple_query("SHOW server_version_num").await
     };
     let messages = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), query)

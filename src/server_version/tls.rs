@@ -32,7 +32,7 @@ pub enum Verify {
 /// The TLS part of a connection: whether to use TLS at all, and how.
 pub struct Tls {
     pub mode: tokio_postgres::config::SslMode,
-    pub config: Option<ClientConfig>,
+    pub config: ClientConfig,
 }
 
 /// Builds the TLS settings of `conn`, with libpq's defaults and files.
@@ -57,12 +57,8 @@ pub fn settings(conn: &ConnInfo) -> Result<Tls, String> {
         .as_ref()
         .is_some_and(|path| path == Path::new("system") || path.exists());
     let (mode, verify) = match sslmode.as_str() {
-        "disable" => {
-            return Ok(Tls {
-                mode: SslMode::Disable,
-                config: None,
-            })
-        }
+        // Never used for the connection, but one connector type keeps the caller simple.
+        "disable" => (SslMode::Disable, Verify::Nothing),
         "allow" | "prefer" => (SslMode::Prefer, Verify::Nothing),
         "require" if has_root => (SslMode::Require, Verify::Chain),
         "require" => (SslMode::Require, Verify::Nothing),
@@ -95,7 +91,7 @@ pub fn settings(conn: &ConnInfo) -> Result<Tls, String> {
     let cert = file("sslcert", "PGSSLCERT", "postgresql.crt").filter(|path| path.exists());
     let key = file("sslkey", "PGSSLKEY", "postgresql.key").filter(|path| path.exists());
     let config = match (cert, key) {
-        (Some(cert), Some(key)) => {
+        (Some(cert), Some(key)) if mode != SslMode::Disable => {
             let chain = CertificateDer::pem_file_iter(&cert)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
                 .map_err(|err| format!("sslcert {}: {err}", cert.display()))?;
@@ -107,10 +103,7 @@ pub fn settings(conn: &ConnInfo) -> Result<Tls, String> {
         }
         _ => builder.with_no_client_auth(),
     };
-    Ok(Tls {
-        mode,
-        config: Some(config),
-    })
+    Ok(Tls { mode, config })
 }
 
 /// The trusted roots: `sslrootcert`'s file, or the system's store for `system`.

@@ -2,7 +2,6 @@
 //! client that asked for it; a failure after the 200 aborts the response.
 
 use std::io::Read;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -119,14 +118,7 @@ async fn failure_after_the_first_bytes_aborts_the_response() {
         .args(["-KILL", &pids[0].to_string()])
         .status()
         .unwrap();
-    let outcome = loop {
-        match tokio::time::timeout(Duration::from_secs(60), response.chunk()).await {
-            Ok(Ok(Some(_))) => continue,
-            Ok(Ok(None)) => break Ok(()),
-            Ok(Err(err)) => break Err(err),
-            Err(_) => panic!("response neither ended nor failed"),
-        }
-    };
+    let outcome = crate::support::drain(&mut response).await;
     assert!(
         outcome.is_err(),
         "a truncated dump must not end like a complete one"

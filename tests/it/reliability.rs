@@ -98,13 +98,19 @@ async fn eventually_async(server: &Server, what: &str, check: impl Fn(&str) -> b
     panic!("timed out waiting for {what}");
 }
 
-#[tokio::test]
-async fn full_queue_is_a_503_with_retry_after() {
+/// A server that runs one pg_dump at a time and lets one more request wait.
+async fn one_slot_one_place_in_line() -> (TestDb, Server) {
     let db = TestDb::with(REFERENCE_SCHEMA).await;
     let server = Server::builder(&db.url)
         .args(["--pg-dump-max-concurrent", "1", "--pg-dump-max-queue", "1"])
         .args(["--enabled-apis", "pgdump,metrics"])
         .start();
+    (db, server)
+}
+
+#[tokio::test]
+async fn full_queue_is_a_503_with_retry_after() {
+    let (db, server) = one_slot_one_place_in_line().await;
     let lock = lock_articles(&db).await;
     let running = spawn_dump(&server);
     eventually("pg_dump running", || {
@@ -132,11 +138,7 @@ async fn full_queue_is_a_503_with_retry_after() {
 
 #[tokio::test]
 async fn a_client_leaving_the_queue_frees_its_place() {
-    let db = TestDb::with(REFERENCE_SCHEMA).await;
-    let server = Server::builder(&db.url)
-        .args(["--pg-dump-max-concurrent", "1", "--pg-dump-max-queue", "1"])
-        .args(["--enabled-apis", "pgdump,metrics"])
-        .start();
+    let (db, server) = one_slot_one_place_in_line().await;
     let lock = lock_articles(&db).await;
     let running = spawn_dump(&server);
     eventually("pg_dump running", || {
@@ -202,13 +204,7 @@ async fn time_limit_mid_stream_aborts_the_response() {
     response.chunk().await.unwrap().expect("first chunk");
     // A slow reader: pg_dump waits on the full pipe until the limit kills it.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let outcome = loop {
-        match response.chunk().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => break Ok(()),
-            Err(err) => break Err(err),
-        }
-    };
+    let outcome = crate::support::drain(&mut response).await;
     assert!(
         outcome.is_err(),
         "the cut-off dump must not end like a complete one"

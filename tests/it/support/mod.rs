@@ -70,6 +70,18 @@ pub fn send_raw(server: &Server, body: &str) -> std::net::TcpStream {
     stream
 }
 
+/// Reads a streamed response to its end: `Err` when it was cut off instead of ending.
+pub async fn drain(response: &mut reqwest::Response) -> Result<(), reqwest::Error> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), response.chunk()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(err)) => return Err(err),
+            Err(_) => panic!("response neither ended nor failed"),
+        }
+    }
+}
+
 /// An HTTP client that neither retries nor decompresses on its own.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
