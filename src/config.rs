@@ -277,13 +277,7 @@ impl Config {
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
         let enabled_apis = EnabledApis::parse(&args.enabled_apis)
             .context("invalid --enabled-apis / HASURA_GRAPHQL_ENABLED_APIS")?;
-        let auth = match args.admin_secret.or(args.access_key) {
-            Some(secret) => AuthMode::Secret {
-                secret: Secret::new(secret),
-                unauthorized_role: args.unauthorized_role.filter(|role| !role.is_empty()),
-            },
-            None => AuthMode::Open,
-        };
+        let auth = auth_mode(args.admin_secret, args.access_key, args.unauthorized_role)?;
         let host = match args.server_host.trim() {
             "*" => "*".to_owned(),
             "" => bail!("--server-host / HASURA_GRAPHQL_SERVER_HOST must not be empty"),
@@ -319,6 +313,48 @@ impl Config {
             graceful_shutdown_timeout: Duration::from_secs(args.graceful_shutdown_timeout),
         })
     }
+}
+
+/// The authentication mode, refusing the settings that would open the server by accident.
+fn auth_mode(
+    admin_secret: Option<String>,
+    access_key: Option<String>,
+    unauthorized_role: Option<String>,
+) -> anyhow::Result<AuthMode> {
+    let (secret, name) = match (admin_secret, access_key) {
+        (Some(secret), _) => (secret, "--admin-secret / HASURA_GRAPHQL_ADMIN_SECRET"),
+        (None, Some(key)) => (key, "--access-key / HASURA_GRAPHQL_ACCESS_KEY"),
+        (None, None) => {
+            if unauthorized_role.is_some_and(|role| !role.is_empty()) {
+                bail!(
+                    "--unauthorized-role (HASURA_GRAPHQL_UNAUTHORIZED_ROLE) requires \
+                     --admin-secret (HASURA_GRAPHQL_ADMIN_SECRET) or --access-key \
+                     (HASURA_GRAPHQL_ACCESS_KEY) to be set"
+                );
+            }
+            return Ok(AuthMode::Open);
+        }
+    };
+    // An empty secret would make an empty header an admin credential; it is nearly always
+    // a variable that was meant to be filled in (`ADMIN_SECRET: ${SECRET}` with SECRET unset).
+    if secret.is_empty() {
+        bail!(
+            "{name} is set but empty: that would let anyone in with an empty secret header; \
+             set a secret, or unset the variable to serve without authentication"
+        );
+    }
+    let unauthorized_role = unauthorized_role.filter(|role| !role.is_empty());
+    // `auth::ADMIN_ROLE`, named here without importing `auth`, which imports this module.
+    if unauthorized_role.as_deref() == Some("admin") {
+        bail!(
+            "--unauthorized-role / HASURA_GRAPHQL_UNAUTHORIZED_ROLE must not be admin: every \
+             caller without the admin secret would be admin"
+        );
+    }
+    Ok(AuthMode::Secret {
+        secret: Secret::new(secret),
+        unauthorized_role,
+    })
 }
 
 #[cfg(test)]
@@ -400,6 +436,39 @@ mod tests {
         let config =
             Config::from_args(serve(&["--access-key", "old", "--admin-secret", "new"])).unwrap();
         assert!(matches!(config.auth, AuthMode::Secret { secret, .. } if secret.expose() == "new"));
+    }
+
+    #[test]
+    fn empty_admin_secret_is_a_startup_error() {
+        for flag in ["--admin-secret", "--access-key"] {
+            let err = Config::from_args(serve(&[flag, ""]))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("is set but empty"), "{err}");
+            assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn unauthorized_role_admin_is_a_startup_error() {
+        let args = ["--admin-secret", "s", "--unauthorized-role", "admin"];
+        let err = Config::from_args(serve(&args)).unwrap_err().to_string();
+        assert!(err.contains("must not be admin"), "{err}");
+    }
+
+    #[test]
+    fn unauthorized_role_without_a_secret_is_a_startup_error() {
+        let err = Config::from_args(serve(&["--unauthorized-role", "anonymous"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("requires --admin-secret"), "{err}");
+        // An empty role is no role.
+        assert_eq!(
+            Config::from_args(serve(&["--unauthorized-role", ""]))
+                .unwrap()
+                .auth,
+            AuthMode::Open
+        );
     }
 
     #[test]

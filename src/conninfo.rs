@@ -22,13 +22,17 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    /// Splits `conninfo` into its password-free form and the password.
-    pub fn parse(conninfo: &str) -> ConnInfo {
+    /// Splits `conninfo` into its password-free form and the password. A URI whose user
+    /// name or password cannot be what was meant (an unencoded `@` or `/` in it) is refused,
+    /// since libpq would read part of the password as the host or database name, and that
+    /// part would reach pg_dump's command line and the logs.
+    pub fn parse(conninfo: &str) -> Result<ConnInfo, UnencodedUserinfo> {
         let conninfo = conninfo.trim();
         if conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://") {
-            parse_uri(conninfo)
+            check_userinfo(conninfo)?;
+            Ok(parse_uri(conninfo))
         } else {
-            parse_keywords(conninfo)
+            Ok(parse_keywords(conninfo))
         }
     }
 
@@ -86,6 +90,40 @@ impl fmt::Debug for ConnInfo {
             .field("ssl_password", &self.ssl_password.as_ref().map(|_| "***"))
             .finish()
     }
+}
+
+/// A connection URI whose user name or password holds a character that must be
+/// percent-encoded there. The message names no part of the URI: it may be the password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the connection URI has {what}: a user name or password that holds `@`, `/`, `?` or `:` \
+     must be percent-encoded (`@` as %40, `/` as %2F, `?` as %3F, `:` as %3A)"
+)]
+pub struct UnencodedUserinfo {
+    what: &'static str,
+}
+
+/// Refuses the URIs that libpq would split inside the password: more than one `@` before the
+/// first `/` (the password holds `@`), or an `@` after it, before any `?` (the password holds
+/// `/`). Either way libpq would take the rest of the password for the host or the database
+/// name. A database name holding `@` must then be encoded too, which libpq accepts.
+fn check_userinfo(uri: &str) -> Result<(), UnencodedUserinfo> {
+    let rest = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    let before_query = rest.split('?').next().unwrap_or(rest);
+    let (authority, path) =
+        before_query.split_at(before_query.find('/').unwrap_or(before_query.len()));
+    let ats = authority.matches('@').count();
+    if ats > 1 {
+        return Err(UnencodedUserinfo {
+            what: "more than one `@` before the host",
+        });
+    }
+    if path.contains('@') {
+        return Err(UnencodedUserinfo {
+            what: "an `@` after a `/`",
+        });
+    }
+    Ok(())
 }
 
 /// `scheme://[user[:password]@]hosts[/dbname][?params]`, as libpq reads it: the user part
@@ -254,7 +292,7 @@ mod tests {
     use super::*;
 
     fn split(conninfo: &str) -> (String, Option<String>) {
-        let info = ConnInfo::parse(conninfo);
+        let info = ConnInfo::parse(conninfo).unwrap();
         let password = info
             .password()
             .map(|p| String::from_utf8(p.to_vec()).unwrap());
@@ -320,23 +358,51 @@ mod tests {
 
     #[test]
     fn sslpassword_moves_out_too() {
-        let info = ConnInfo::parse("postgres://u:pw@h/db?sslpassword=k3y&sslmode=require");
+        let info = ConnInfo::parse("postgres://u:pw@h/db?sslpassword=k3y&sslmode=require").unwrap();
         assert_eq!(info.public(), "postgres://u@h/db?sslmode=require");
         assert_eq!(info.ssl_password(), Some("k3y"));
         assert!(!format!("{info:?}").contains("k3y"));
         assert_eq!(info.redact("pw and k3y"), "*** and ***");
-        let info = ConnInfo::parse("host=h sslpassword='a b' dbname=d");
+        let info = ConnInfo::parse("host=h sslpassword='a b' dbname=d").unwrap();
         assert_eq!(info.public(), "host='h' dbname='d'");
         assert_eq!(info.ssl_password(), Some("a b"));
     }
 
     #[test]
     fn debug_and_redact_hide_the_password() {
-        let info = ConnInfo::parse("postgres://u:topsecret@h/db");
+        let info = ConnInfo::parse("postgres://u:topsecret@h/db").unwrap();
         assert!(!format!("{info:?}").contains("topsecret"));
         assert_eq!(
             info.redact("FATAL: bad password topsecret"),
             "FATAL: bad password ***"
         );
+    }
+
+    #[test]
+    fn password_with_unencoded_at_or_slash_is_refused_without_naming_it() {
+        for (uri, secret) in [
+            ("postgres://u:Zq9@Wk4@h/db", "Wk4"),
+            ("postgres://u:Zq9/Wk4@h/db", "Wk4"),
+            (
+                "postgresql://u:Zq9/Wk4/Xv7@h:5432/db?sslmode=require",
+                "Xv7",
+            ),
+            ("postgres://u:Zq9@Wk4/Xv7@h/db", "Xv7"),
+        ] {
+            let err = ConnInfo::parse(uri).unwrap_err().to_string();
+            assert!(err.contains("must be percent-encoded"), "{uri}: {err}");
+            for part in ["Zq9", secret] {
+                assert!(!err.contains(part), "{uri}: {err}");
+            }
+        }
+        // Encoded, and `@` or `/` in the query, are fine.
+        for uri in [
+            "postgres://u:p%40ss%2F@h/db",
+            "postgres://u@h/db?options=-c%20x=1&application_name=a@b/c",
+            "postgresql:///db?host=/tmp/sock",
+            "postgres://h/db",
+        ] {
+            assert!(ConnInfo::parse(uri).is_ok(), "{uri}");
+        }
     }
 }

@@ -57,7 +57,9 @@ impl Sources {
         };
         if let Some(url) = database_url {
             if !sources.0.contains_key(DEFAULT) {
-                sources.insert(DEFAULT, ConnInfo::parse(url.expose()));
+                let conn = ConnInfo::parse(url.expose())
+                    .context("invalid --database-url / HASURA_GRAPHQL_DATABASE_URL")?;
+                sources.insert(DEFAULT, conn);
             }
         }
         Ok(sources)
@@ -184,7 +186,7 @@ fn connection(source: &Value, env: &impl Fn(&str) -> Option<String>) -> anyhow::
     let url = scalar(url, env).context(
         "database_url must be a string, {from_env: VAR} or {connection_parameters: {...}}",
     )?;
-    Ok(ConnInfo::parse(&url))
+    Ok(ConnInfo::parse(&url)?)
 }
 
 /// A string or number, or `{from_env: VAR}` resolved through `env`.

@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn unknown_sslmode_is_an_error() {
-        let conn = ConnInfo::parse("postgres://u@h/db?sslmode=sometimes");
+        let conn = ConnInfo::parse("postgres://u@h/db?sslmode=sometimes").unwrap();
         assert!(tls::settings(&conn).is_err());
     }
 }

@@ -69,19 +69,45 @@ async fn one_http_log_line_per_request_without_secrets_or_content() {
     }
 }
 
+/// Runs `serve` expecting it to stop at startup: whether it exited successfully, and its
+/// stderr. A server that is still running after a few seconds started, which counts as
+/// success; it is killed.
 fn run_serve(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    use std::io::Read;
     let mut command = Command::new(env!("CARGO_BIN_EXE_pgdump-api"));
-    command.arg("serve").args(args).envs(envs.iter().copied());
+    command
+        .arg("serve")
+        .args(["--server-host", "127.0.0.1", "--server-port", "0"])
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
     for (key, _) in std::env::vars() {
         if key.starts_with("HASURA_GRAPHQL_") {
             command.env_remove(key);
         }
     }
-    let output = command.output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let mut child = command.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let ok = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.success();
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (ok, stderr)
 }
 
 #[test]
@@ -115,6 +141,57 @@ fn startup_errors_are_clear() {
     );
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/pg_dump"), "{stderr}");
+}
+
+/// Settings that would open the server by accident stop it at startup, naming the setting
+/// and no secret.
+#[test]
+fn settings_that_open_the_server_by_accident_stop_startup() {
+    let pg_dump = crate::support::cluster().pg_dump();
+    let pg_dump = pg_dump.to_str().unwrap();
+    let url = (
+        "HASURA_GRAPHQL_DATABASE_URL",
+        "postgres://u:pw@127.0.0.1:1/db",
+    );
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        // The compose slip: `HASURA_GRAPHQL_ADMIN_SECRET: ${SECRET}` with SECRET unset.
+        (
+            &[url, ("HASURA_GRAPHQL_ADMIN_SECRET", "")],
+            "is set but empty",
+        ),
+        (
+            &[url, ("HASURA_GRAPHQL_ACCESS_KEY", "")],
+            "is set but empty",
+        ),
+        (
+            &[
+                url,
+                ("HASURA_GRAPHQL_ADMIN_SECRET", "s3cret"),
+                ("HASURA_GRAPHQL_UNAUTHORIZED_ROLE", "admin"),
+            ],
+            "must not be admin",
+        ),
+        (
+            &[url, ("HASURA_GRAPHQL_UNAUTHORIZED_ROLE", "anonymous")],
+            "requires --admin-secret",
+        ),
+        // A password holding an unencoded `/`: libpq would read `Wk4@…` as the database name.
+        (
+            &[(
+                "HASURA_GRAPHQL_DATABASE_URL",
+                "postgres://u:Zq9/Wk4@127.0.0.1:1/db",
+            )],
+            "must be percent-encoded",
+        ),
+    ];
+    for (envs, expected) in cases {
+        let (ok, stderr) = run_serve(&["--pg-dump-path", pg_dump], envs);
+        assert!(!ok, "{envs:?} started");
+        assert!(stderr.contains(expected), "{envs:?}: {stderr}");
+        for secret in ["s3cret", "Zq9", "Wk4"] {
+            assert!(!stderr.contains(secret), "{envs:?}: {stderr}");
+        }
+    }
 }
 
 #[tokio::test]
