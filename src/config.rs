@@ -360,11 +360,19 @@ fn auth_mode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, FromArgMatches};
 
+    /// `serve`'s flags from `args` alone: the environment variables are not read, so that a
+    /// developer's own `HASURA_GRAPHQL_*` settings cannot change what a test sees.
     fn serve(args: &[&str]) -> ServeArgs {
+        let command =
+            Cli::command().mut_subcommand("serve", |serve| serve.mut_args(|arg| arg.env(None)));
         let argv = ["pgdump-api", "serve"].iter().chain(args);
-        match Cli::try_parse_from(argv).expect("valid flags").command {
+        let matches = command.try_get_matches_from(argv).expect("valid flags");
+        match Cli::from_arg_matches(&matches)
+            .expect("valid flags")
+            .command
+        {
             Command::Serve(args) => args,
             _ => panic!("not the serve command"),
         }

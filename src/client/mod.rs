@@ -252,8 +252,12 @@ fn project_dir(project: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 
 /// Milliseconds since the Unix epoch: the version of a Hasura migration or seed.
 fn timestamp_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    version_at(SystemTime::now())
+}
+
+/// The version of a migration or seed made at `time`.
+fn version_at(time: SystemTime) -> u128 {
+    time.duration_since(UNIX_EPOCH)
         .map(|since| since.as_millis())
         .unwrap_or(0)
 }
@@ -333,7 +337,9 @@ mod tests {
 
     #[test]
     fn migrations_are_named_by_milliseconds() {
-        let stamp = timestamp_ms();
-        assert_eq!(stamp.to_string().len(), 13, "{stamp}");
+        let time = UNIX_EPOCH + std::time::Duration::from_millis(1_718_000_000_123);
+        assert_eq!(version_at(time), 1_718_000_000_123);
+        let later = time + std::time::Duration::from_micros(999);
+        assert_eq!(version_at(later), 1_718_000_000_123);
     }
 }

@@ -50,12 +50,7 @@ INSERT INTO "my.schema"."Odd""Name" VALUES (1, E'odd\n\nvalue');
 
 /// The client binary, with no HASURA_GRAPHQL_* settings from the test's environment.
 fn client(args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pgdump-api"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HASURA_GRAPHQL_") {
-            command.env_remove(key);
-        }
-    }
+    let mut command = crate::support::pgdump_api();
     command.args(args).stdin(Stdio::null());
     command
 }

@@ -126,7 +126,7 @@ async fn failure_after_the_first_bytes_aborts_the_response() {
     let logs = server.wait_http_logs(1).await;
     let detail = &logs[0]["detail"];
     assert_eq!(detail["complete"], false, "{detail}");
-    assert_eq!(detail["level"], serde_json::Value::Null);
+    assert_eq!(logs[0]["level"], "error", "{}", logs[0]);
     assert!(
         detail["error"].as_str().unwrap().contains("pg_dump"),
         "{detail}"

@@ -74,7 +74,7 @@ async fn one_http_log_line_per_request_without_secrets_or_content() {
 /// success; it is killed.
 fn run_serve(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
     use std::io::Read;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_pgdump-api"));
+    let mut command = crate::support::pgdump_api();
     command
         .arg("serve")
         .args(["--server-host", "127.0.0.1", "--server-port", "0"])
@@ -82,11 +82,6 @@ fn run_serve(args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
         .envs(envs.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HASURA_GRAPHQL_") {
-            command.env_remove(key);
-        }
-    }
     let mut child = command.spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let ok = loop {

@@ -37,6 +37,18 @@ CREATE TRIGGER "notify_hasura_articles_DELETE" AFTER DELETE ON public.articles
     FOR EACH ROW EXECUTE FUNCTION hdb_catalog."notify_hasura_articles_DELETE"();
 "#;
 
+/// The binary, with none of the test process's own `HASURA_GRAPHQL_*` settings: a developer's
+/// environment must not change what a test sees.
+pub fn pgdump_api() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pgdump-api"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HASURA_GRAPHQL_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
 /// Holds an exclusive lock on `articles` (of [`REFERENCE_SCHEMA`]) until the returned client
 /// is dropped: a pg_dump of it waits, without output, for as long as the test wants.
 pub async fn lock_articles(db: &TestDb) -> tokio_postgres::Client {

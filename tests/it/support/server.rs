@@ -60,13 +60,8 @@ impl ServerBuilder {
 
     /// Starts the server and waits for its "listening" line.
     pub fn start(mut self) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pgdump-api"));
+        let mut command = super::pgdump_api();
         command.arg("serve");
-        for (key, _) in std::env::vars() {
-            if key.starts_with("HASURA_GRAPHQL_") {
-                command.env_remove(key);
-            }
-        }
         command.args(["--server-host", &self.host, "--server-port", "0"]);
         if self.pg_dumps.is_empty() {
             self.pg_dumps.push(cluster().pg_dump());
