@@ -2,6 +2,14 @@
 //! string's TLS settings) and cached per source, so that the matching pg_dump can be chosen
 //! without a round trip per request. The cache entry is dropped when a dump reports a version
 //! mismatch (the server was upgraded), and learnt again on the next request.
+//!
+//! The probe reads the connection string itself (tokio-postgres, not libpq), honouring the
+//! host, port, user, database, password (also `PGPASSWORD` and the other `PG*` variables for
+//! what the string leaves out), `options`, `target_session_attrs=read-write` and the TLS
+//! settings. It does not honour a password file (`passfile`, `PGPASSFILE`, `~/.pgpass`), a
+//! service file (`service`, `PGSERVICE`), GSSAPI/SSPI (Kerberos) authentication or
+//! `load_balance_hosts`, and takes `sslmode=allow` as `prefer`. When it cannot learn the
+//! version, the newest pg_dump runs — libpq honours all of these — and the log says why.
 
 mod tls;
 

@@ -5,6 +5,7 @@ mod client;
 mod dump;
 mod errors;
 mod matrix;
+mod probe;
 mod process;
 mod reliability;
 mod serve;
