@@ -57,7 +57,7 @@ fn requested_role(headers: &HeaderMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs

@@ -2,38 +2,14 @@
 //! edge. Every setting is a flag with an environment variable (the flag wins); the names are
 //! Hasura GraphQL Engine's own so that existing deployments switch by changing the binary.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 
-/// The `pgdump-api` command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "pgdump-api",
-    version,
-    about = "A Hasura-compatible PG Dump API: the server and its client"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// The subcommands of `pgdump-api`.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve POST /v1alpha1/pg_dump.
-    Serve(ServeArgs),
-    /// Dump a database through a server's PG Dump API, to a file (atomically) or stdout.
-    Dump(crate::client::args::DumpArgs),
-    /// Create Hasura migrations from a server's schema.
-    Migrate(crate::client::args::MigrateArgs),
-    /// Create Hasura seed files from a server's tables.
-    Seed(crate::client::args::SeedArgs),
-}
+use crate::secret::Secret;
 
 /// Flags of `pgdump-api serve`, exactly as given; [`Config::from_args`] validates them.
 #[derive(Debug, Args)]
@@ -201,27 +177,6 @@ impl EnabledApis {
     }
 }
 
-/// A secret string that never shows up in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for comparison only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// Who may call the admin endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthMode {
@@ -360,27 +315,16 @@ fn auth_mode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::{CommandFactory, FromArgMatches};
+    use clap::FromArgMatches;
 
     /// `serve`'s flags from `args` alone: the environment variables are not read, so that a
     /// developer's own `HASURA_GRAPHQL_*` settings cannot change what a test sees.
     fn serve(args: &[&str]) -> ServeArgs {
         let command =
-            Cli::command().mut_subcommand("serve", |serve| serve.mut_args(|arg| arg.env(None)));
-        let argv = ["pgdump-api", "serve"].iter().chain(args);
+            ServeArgs::augment_args(clap::Command::new("serve")).mut_args(|arg| arg.env(None));
+        let argv = ["serve"].iter().chain(args);
         let matches = command.try_get_matches_from(argv).expect("valid flags");
-        match Cli::from_arg_matches(&matches)
-            .expect("valid flags")
-            .command
-        {
-            Command::Serve(args) => args,
-            _ => panic!("not the serve command"),
-        }
-    }
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
+        ServeArgs::from_arg_matches(&matches).expect("valid flags")
     }
 
     #[test]

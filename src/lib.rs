@@ -13,14 +13,16 @@
 //! [`limits`] bounds how many pg_dump run and wait per source, [`metrics`] counts what
 //! happens to dumps.
 //!
-//! [`config`] turns flags and environment into a typed configuration, [`serve`] starts the
-//! server from it, and [`logging`] writes Hasura-shaped JSON log lines.
+//! [`cli`] is the command line; [`config`] turns `serve`'s flags and environment into a
+//! typed configuration, [`serve`] starts the server from it, and [`logging`] writes
+//! Hasura-shaped JSON log lines. [`secret`] keeps secrets out of `Debug` output.
 //!
 //! [`client`] is the other side: the `dump`, `migrate create` and `seed create` commands,
 //! which call any server that speaks the PG Dump API and write what it sends atomically.
 
 pub mod auth;
 pub mod clean;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod conninfo;
@@ -30,6 +32,7 @@ pub mod logging;
 pub mod metrics;
 pub mod opts;
 pub mod pg_dump;
+pub mod secret;
 pub mod serve;
 pub mod server_version;
 pub mod sources;

@@ -9,8 +9,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use serde_json::Value;
 
-use crate::config::Secret;
 use crate::conninfo::ConnInfo;
+use crate::secret::Secret;
 
 /// The name of the source dumped when a request names none.
 pub const DEFAULT: &str = "default";

@@ -3,15 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use pgdump_api::cli::{Cli, Command};
 use pgdump_api::client;
-use pgdump_api::config::{Cli, Command, Config, ServeArgs};
+use pgdump_api::config::{Config, ServeArgs};
 
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(args),
-        Command::Dump(args) => client::report(client::dump(args)),
-        Command::Migrate(args) => client::report(client::migrate(args)),
-        Command::Seed(args) => client::report(client::seed(args)),
+        Command::Dump(args) => client::error::report(client::dump(args)),
+        Command::Migrate(args) => client::error::report(client::migrate(args)),
+        Command::Seed(args) => client::error::report(client::seed(args)),
     }
 }
 

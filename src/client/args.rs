@@ -8,10 +8,9 @@ use clap::{Args, Subcommand};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Url;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 use super::names::{SchemaName, TableName};
-use super::request::{parse_endpoint, parse_header};
 
 /// How names are written, for `--help`.
 const NAMES_HELP: &str = "\
@@ -180,4 +179,50 @@ fn parse_file_name(input: &str) -> Result<String, String> {
         return Err("expected a name that can be a file name (no `/`)".to_owned());
     }
     Ok(input.to_owned())
+}
+
+/// Reads `Name: value` into a header.
+pub fn parse_header(input: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let (name, value) = input
+        .split_once(':')
+        .ok_or_else(|| format!("expected 'Name: value', got {input:?}"))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("invalid header name {:?}", name.trim()))?;
+    let mut value = HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("invalid value for header {name}"))?;
+    // It may be a credential (Authorization, a cookie): keep it out of Debug output.
+    value.set_sensitive(true);
+    Ok((name, value))
+}
+
+/// Reads an `http://` or `https://` URL.
+pub fn parse_endpoint(input: &str) -> Result<Url, String> {
+    let url = Url::parse(input).map_err(|err| format!("{err}"))?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(url),
+        _ => Err("expected an http:// or https:// URL".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_http_urls() {
+        assert!(parse_endpoint("http://localhost:8080").is_ok());
+        assert!(parse_endpoint("localhost:8080").is_err());
+        assert!(parse_endpoint("ftp://h").is_err());
+    }
+
+    #[test]
+    fn headers_are_name_colon_value() {
+        let (name, value) = parse_header("X-Hasura-Role: admin").unwrap();
+        assert_eq!(name, "x-hasura-role");
+        assert_eq!(value, "admin");
+        let (_, value) = parse_header("Authorization:Bearer a:b").unwrap();
+        assert_eq!(value, "Bearer a:b");
+        assert!(parse_header("no colon").is_err());
+        assert!(parse_header("bad name: x").is_err());
+    }
 }

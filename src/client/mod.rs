@@ -7,10 +7,11 @@
 //! written beside their final path and renamed only when the response ended complete; every
 //! failure, and Ctrl-C, SIGTERM or SIGHUP, removes what was written.
 //!
-//! Exit statuses, one per kind of failure, so that scripts can tell them apart: see
-//! [`exit_status`].
+//! [`error`] holds the kinds of failure and the exit status of each, so that scripts can
+//! tell them apart.
 
 pub mod args;
+pub mod error;
 pub mod names;
 pub mod output;
 pub mod progress;
@@ -19,79 +20,17 @@ pub mod request;
 use std::future::Future;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use args::{ConnectArgs, DumpArgs, MigrateArgs, MigrateCommand, SeedArgs, SeedCommand};
+use error::{is_closed_pipe, Interrupted};
 use names::SchemaName;
 use output::{AtomicDir, AtomicFile};
 use progress::Progress;
-use request::{copy_body, DumpRequest, Endpoint, Rejected, WriteFailed};
-
-/// A local failure: files, disks, anything that is neither the server's nor the network's.
-pub const EXIT_LOCAL: u8 = 1;
-/// A usage error; clap exits with it for bad flags.
-pub const EXIT_USAGE: u8 = 2;
-/// The server answered with an error status.
-pub const EXIT_REJECTED: u8 = 3;
-/// The server could not be reached, or its response ended before it was complete.
-pub const EXIT_TRANSPORT: u8 = 4;
-
-/// The connection failed or the response was cut short.
-#[derive(Debug, thiserror::Error)]
-#[error("{context}")]
-pub struct Transport {
-    context: String,
-    #[source]
-    source: reqwest::Error,
-}
-
-impl Transport {
-    /// Says what was being done when `source` happened.
-    pub fn new(context: impl Into<String>, source: reqwest::Error) -> Transport {
-        Transport {
-            context: context.into(),
-            source,
-        }
-    }
-}
-
-/// A signal stopped the client; the exit status is 128 + its number, as for a shell.
-#[derive(Debug, thiserror::Error)]
-#[error("interrupted by {name}")]
-pub struct Interrupted {
-    name: &'static str,
-    number: u8,
-}
-
-/// The exit status for a failure: the first cause in the chain that is ours to classify.
-pub fn exit_status(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if let Some(interrupted) = cause.downcast_ref::<Interrupted>() {
-            return 128 + interrupted.number;
-        }
-        if cause.is::<Rejected>() {
-            return EXIT_REJECTED;
-        }
-        if cause.is::<Transport>() || cause.is::<reqwest::Error>() {
-            return EXIT_TRANSPORT;
-        }
-    }
-    EXIT_LOCAL
-}
-
-/// Prints a failure with its whole chain of causes and turns it into the exit status.
-pub fn report(result: anyhow::Result<()>) -> ExitCode {
-    let Err(err) = result else {
-        return ExitCode::SUCCESS;
-    };
-    // Not eprintln!: a closed stderr must not turn into a panic.
-    let _ = writeln!(io::stderr(), "pgdump-api: error: {err:#}");
-    ExitCode::from(exit_status(&err))
-}
+use request::{copy_body, DumpRequest, Endpoint};
 
 /// `pgdump-api dump`: the dump to a file, atomically, or to stdout.
 pub fn dump(args: DumpArgs) -> anyhow::Result<()> {
@@ -272,68 +211,9 @@ fn print_path(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Whether writing to stdout failed because its reader went away.
-fn is_closed_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<WriteFailed>()
-            .is_some_and(|failed| failed.0.kind() == io::ErrorKind::BrokenPipe)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::anyhow;
-    use reqwest::StatusCode;
-
-    fn transport_error() -> reqwest::Error {
-        // Any reqwest::Error will do; building a request from a bad URL is one at hand.
-        reqwest::Client::new().get("not a url").build().unwrap_err()
-    }
-
-    #[test]
-    fn exit_statuses_tell_failures_apart() {
-        let rejected = Rejected::from_body(StatusCode::UNAUTHORIZED, b"{}", None);
-        let cases: Vec<(anyhow::Error, u8)> = vec![
-            (anyhow!("local"), EXIT_LOCAL),
-            (
-                anyhow::Error::new(io::Error::other("disk full")).context("writing"),
-                EXIT_LOCAL,
-            ),
-            (
-                anyhow::Error::new(WriteFailed(io::Error::other("x"))),
-                EXIT_LOCAL,
-            ),
-            (anyhow::Error::new(rejected).context("dump"), EXIT_REJECTED),
-            (
-                anyhow::Error::new(Transport::new("cut short", transport_error())).context("dump"),
-                EXIT_TRANSPORT,
-            ),
-            (anyhow::Error::new(transport_error()), EXIT_TRANSPORT),
-            (
-                anyhow::Error::new(Interrupted {
-                    name: "SIGINT",
-                    number: 2,
-                }),
-                130,
-            ),
-        ];
-        for (err, status) in cases {
-            assert_eq!(exit_status(&err), status, "{err:#}");
-        }
-        assert!(![0, EXIT_USAGE].contains(&exit_status(&anyhow!("x"))));
-    }
-
-    #[test]
-    fn only_a_broken_pipe_on_our_output_is_a_closed_pipe() {
-        let closed = anyhow::Error::new(WriteFailed(io::ErrorKind::BrokenPipe.into()));
-        assert!(is_closed_pipe(&closed));
-        let full = anyhow::Error::new(WriteFailed(io::ErrorKind::StorageFull.into()));
-        assert!(!is_closed_pipe(&full));
-        let transport = anyhow::Error::new(io::Error::from(io::ErrorKind::BrokenPipe));
-        assert!(!is_closed_pipe(&transport));
-    }
 
     #[test]
     fn migrations_are_named_by_milliseconds() {

@@ -3,19 +3,17 @@
 //! chunk. A body that ends early — the connection closed before the terminating chunk, or a
 //! gzip stream cut short — is an error, never the end of a dump.
 
-use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use reqwest::{Response, StatusCode, Url};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::{Response, Url};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::args::ConnectArgs;
+use super::error::{Rejected, Transport, WriteFailed};
 use super::progress::Progress;
-use super::Transport;
 
 /// How much of an error answer is read; the rest is not needed to explain it.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -79,7 +77,7 @@ impl Endpoint {
         if response.status().is_success() {
             return Ok(response);
         }
-        Err(Rejected::read(response).await?.into())
+        Err(read_rejected(response).await?.into())
     }
 }
 
@@ -118,133 +116,30 @@ pub async fn copy_body(
     Ok(total)
 }
 
-/// Writing the dump failed on our side.
-#[derive(Debug, thiserror::Error)]
-#[error("could not write the dump")]
-pub struct WriteFailed(#[source] pub io::Error);
-
-/// The server answered with an error status: what it said, readably.
-#[derive(Debug)]
-pub struct Rejected {
-    pub status: StatusCode,
-    pub code: Option<String>,
-    pub error: Option<String>,
-    pub internal: Option<String>,
-    /// The body, when it is not a JSON error (a proxy's HTML page, say).
-    pub other: Option<String>,
-    pub location: Option<String>,
-}
-
-impl Rejected {
-    /// Reads (a bounded part of) an error answer.
-    async fn read(mut response: Response) -> anyhow::Result<Rejected> {
-        let status = response.status();
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
-        let mut body = Vec::new();
-        while body.len() < ERROR_BODY_LIMIT {
-            let chunk = response.chunk().await.map_err(|err| {
-                Transport::new(format!("could not read the server's {status} answer"), err)
-            })?;
-            match chunk {
-                Some(chunk) => body.extend_from_slice(&chunk),
-                None => break,
-            }
-        }
-        Ok(Rejected::from_body(status, &body, location))
-    }
-
-    /// Picks `code`, `error` and `internal` out of a Hasura-shaped JSON error.
-    pub fn from_body(status: StatusCode, body: &[u8], location: Option<String>) -> Rejected {
-        let json: Option<Value> = serde_json::from_slice(body).ok();
-        let field = |name: &str| -> Option<String> {
-            match json.as_ref()?.get(name)? {
-                Value::Null => None,
-                Value::String(text) => Some(text.clone()),
-                other => Some(other.to_string()),
-            }
-        };
-        let (code, error, internal) = (field("code"), field("error"), field("internal"));
-        let other = (code.is_none() && error.is_none())
-            .then(|| {
-                let text = String::from_utf8_lossy(body);
-                let text = text.trim();
-                let mut end = text.len().min(500);
-                while !text.is_char_boundary(end) {
-                    end -= 1;
-                }
-                text[..end].to_owned()
-            })
-            .filter(|text| !text.is_empty());
-        Rejected {
-            status,
-            code,
-            error,
-            internal,
-            other,
-            location,
+/// Reads (a bounded part of) an error answer.
+async fn read_rejected(mut response: Response) -> anyhow::Result<Rejected> {
+    let status = response.status();
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let mut body = Vec::new();
+    while body.len() < ERROR_BODY_LIMIT {
+        let chunk = response.chunk().await.map_err(|err| {
+            Transport::new(format!("could not read the server's {status} answer"), err)
+        })?;
+        match chunk {
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => break,
         }
     }
-}
-
-impl fmt::Display for Rejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the server rejected the request: HTTP {}", self.status)?;
-        if let Some(code) = &self.code {
-            write!(f, ", code {code:?}")?;
-        }
-        if let Some(error) = &self.error {
-            write!(f, ": {error}")?;
-        }
-        if let Some(other) = &self.other {
-            write!(f, ": {other}")?;
-        }
-        if let Some(location) = self
-            .location
-            .as_ref()
-            .filter(|_| self.status.is_redirection())
-        {
-            write!(f, " (redirected to {location})")?;
-        }
-        // Shown when it adds to `error` (pg_dump's stderr often is the error itself).
-        let internal = self.internal.as_deref().map(str::trim_end);
-        if let Some(internal) = internal.filter(|i| Some(*i) != self.error.as_deref()) {
-            write!(f, "\ninternal: {internal}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Rejected {}
-
-/// Reads `Name: value` into a header.
-pub fn parse_header(input: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let (name, value) = input
-        .split_once(':')
-        .ok_or_else(|| format!("expected 'Name: value', got {input:?}"))?;
-    let name = HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| format!("invalid header name {:?}", name.trim()))?;
-    let mut value = HeaderValue::from_str(value.trim())
-        .map_err(|_| format!("invalid value for header {name}"))?;
-    // It may be a credential (Authorization, a cookie): keep it out of Debug output.
-    value.set_sensitive(true);
-    Ok((name, value))
-}
-
-/// Reads an `http://` or `https://` URL.
-pub fn parse_endpoint(input: &str) -> Result<Url, String> {
-    let url = Url::parse(input).map_err(|err| format!("{err}"))?;
-    match url.scheme() {
-        "http" | "https" if url.has_host() => Ok(url),
-        _ => Err("expected an http:// or https:// URL".to_owned()),
-    }
+    Ok(Rejected::from_body(status, &body, location))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::args::parse_endpoint;
 
     #[test]
     fn the_endpoint_keeps_its_path_prefix() {
@@ -266,46 +161,5 @@ mod tests {
         }
         assert!(parse_endpoint("localhost:8080").is_err());
         assert!(parse_endpoint("ftp://h").is_err());
-    }
-
-    #[test]
-    fn headers_are_name_colon_value() {
-        let (name, value) = parse_header("X-Hasura-Role: admin").unwrap();
-        assert_eq!(name, "x-hasura-role");
-        assert_eq!(value, "admin");
-        let (_, value) = parse_header("Authorization:Bearer a:b").unwrap();
-        assert_eq!(value, "Bearer a:b");
-        assert!(parse_header("no colon").is_err());
-        assert!(parse_header("bad name: x").is_err());
-    }
-
-    #[test]
-    fn hasura_errors_read_well() {
-        let body = br#"{"error":"error while executing pg_dump","path":"$","code":"unexpected","internal":"pg_dump: error: boom\n"}"#;
-        let rejected = Rejected::from_body(StatusCode::INTERNAL_SERVER_ERROR, body, None);
-        assert_eq!(
-            rejected.to_string(),
-            "the server rejected the request: HTTP 500 Internal Server Error, code \"unexpected\": \
-             error while executing pg_dump\ninternal: pg_dump: error: boom"
-        );
-        // pg_dump's stderr that only repeats the error is not shown twice.
-        let body = br#"{"error":"pg_dump: error: no match","path":"$","code":"not-found","internal":"pg_dump: error: no match\n"}"#;
-        let rejected = Rejected::from_body(StatusCode::BAD_REQUEST, body, None);
-        assert!(!rejected.to_string().contains("internal"), "{rejected}");
-        let rejected =
-            Rejected::from_body(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>\n", None);
-        assert_eq!(
-            rejected.to_string(),
-            "the server rejected the request: HTTP 502 Bad Gateway: <html>bad gateway</html>"
-        );
-        let rejected = Rejected::from_body(
-            StatusCode::MOVED_PERMANENTLY,
-            b"",
-            Some("https://h/".into()),
-        );
-        assert_eq!(
-            rejected.to_string(),
-            "the server rejected the request: HTTP 301 Moved Permanently (redirected to https://h/)"
-        );
     }
 }

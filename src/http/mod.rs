@@ -25,10 +25,11 @@ use tower_http::compression::CompressionLayer;
 use tower_layer::Layer;
 
 use crate::auth::{self, ADMIN_ROLE};
-use crate::config::{Api, AuthMode, Config, DumpLimits, EnabledApis, Secret};
+use crate::config::{Api, AuthMode, Config, DumpLimits, EnabledApis};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::pg_dump::Toolbox;
+use crate::secret::Secret;
 use crate::server_version::ServerVersions;
 use crate::sources::Sources;
 use error::ApiError;
