@@ -1,4 +1,4 @@
-//! `POST /v1alpha1/pg_dump`: SPEC §2's steps in order — read the body, authenticate, parse,
+//! `POST /v1alpha1/pg_dump`: SPEC §2's steps in order — authenticate, read the body, parse,
 //! admin check, source, options — then pg_dump's output as a streamed 200.
 
 use std::io;
@@ -37,13 +37,16 @@ pub async fn pg_dump(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match read_body(&headers, body, state.request_timeout).await {
-        Ok(body) => body,
-        Err(err) => return err.to_response(state.dev_mode),
-    };
+    // Authentication needs only the headers, so it comes first: an unauthenticated caller
+    // never gets the server to read its body. Hyper skips a body that has already arrived
+    // (keeping the connection) and closes the connection after the answer otherwise.
     let role = match auth::authenticate(&state.auth, &headers) {
         Ok(role) => role,
         Err(err) => return ApiError::from(err).to_response(state.dev_mode),
+    };
+    let body = match read_body(&headers, body, state.request_timeout).await {
+        Ok(body) => body,
+        Err(err) => return err.to_response(state.dev_mode),
     };
     let expose_internal = state.dev_mode || (role == ADMIN_ROLE && state.admin_internal_errors);
     match dump(&state, &role, &body).await {

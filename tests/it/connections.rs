@@ -1,0 +1,88 @@
+//! The connection level: who may make the server read a body, how many connections it
+//! keeps, what it does at its open-files limit, and how a dump is labelled for the client
+//! that receives it.
+
+use std::time::Duration;
+
+use crate::support::{post_dump, Server, TestDb, REFERENCE_SCHEMA};
+const SECRET: &str = "conn-s3cret";
+
+/// The server's peak resident memory so far, in kB.
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status")
+}
+
+/// Sends a request head and a 1 MiB body with a wrong secret; returns the status line, if
+/// any came back before the connection ended.
+async fn unauthenticated_megabyte(addr: std::net::SocketAddr) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let head = format!(
+        "POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: t\r\nx-hasura-admin-secret: wrong\r\n\
+         Content-Length: {}\r\n\r\n",
+        1024 * 1024
+    );
+    let chunk = vec![b' '; 64 * 1024];
+    let (mut reader, mut writer) = stream.split();
+    let send = async {
+        let _ = writer.write_all(head.as_bytes()).await;
+        for _ in 0..16 {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    };
+    let receive = async {
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut answer)).await;
+        answer
+    };
+    let ((), answer) = tokio::join!(send, receive);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    answer.lines().next().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn unauthenticated_senders_do_not_grow_server_memory() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let server = Server::builder(&db.url).secret(SECRET).start();
+    let before = peak_rss_kb(server.pid());
+    let senders: Vec<_> = (0..200)
+        .map(|_| tokio::spawn(unauthenticated_megabyte(server.addr)))
+        .collect();
+    let mut answered = 0;
+    for sender in senders {
+        if let Some(status) = sender.await.unwrap() {
+            assert!(status.starts_with("HTTP/1.1 401"), "{status}");
+            answered += 1;
+        }
+    }
+    let grown_mb = (peak_rss_kb(server.pid()) - before) / 1024;
+    eprintln!("answered {answered} of 200; peak RSS grew by {grown_mb} MB");
+    assert!(grown_mb < 64, "peak RSS grew by {grown_mb} MB");
+    let reply = post_dump(
+        &server,
+        r#"{"opts":["-s"]}"#,
+        &[("x-hasura-admin-secret", SECRET)],
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
+#[tokio::test]
+async fn bad_secret_is_401_whatever_the_body() {
+    let db = TestDb::new().await;
+    let server = Server::builder(&db.url).secret(SECRET).start();
+    let big = format!(r#"{{"opts":[],"pad":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
+    for body in [big, "not json".to_owned()] {
+        let reply = post_dump(&server, body, &[("x-hasura-admin-secret", "wrong")]).await;
+        assert_eq!(reply.status, 401, "{}", reply.text());
+        assert_eq!(reply.json()["code"], "access-denied");
+    }
+}
