@@ -86,3 +86,92 @@ async fn bad_secret_is_401_whatever_the_body() {
         assert_eq!(reply.json()["code"], "access-denied");
     }
 }
+
+/// Opens `count` connections that send nothing (every third sends half a request head), as
+/// many as the kernel lets through while the server may be refusing or closing them.
+fn idle_connections(server: &Server, count: usize) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    (0..count)
+        .filter_map(|i| {
+            let mut stream =
+                std::net::TcpStream::connect_timeout(&server.addr, Duration::from_millis(500))
+                    .ok()?;
+            if i % 3 == 0 {
+                let _ = stream.write_all(b"POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: t\r\n");
+            }
+            Some(stream)
+        })
+        .collect()
+}
+
+/// At a 256 open-files limit, 400 idle and header-less connections, then a real dump.
+async fn dump_past_idle_connections(extra_args: &[&str]) -> Server {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let server = Server::builder(&db.url)
+        .secret(SECRET)
+        .launcher(["prlimit", "--nofile=256:256"])
+        // Long enough that no idle connection times out during the test.
+        .args(["--request-header-timeout", "300"])
+        .args(extra_args.iter().copied())
+        .start();
+    let idle = idle_connections(&server, 400);
+    assert!(idle.len() > 256, "only {} connections opened", idle.len());
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(20),
+        post_dump(
+            &server,
+            r#"{"opts":["-s"]}"#,
+            &[("x-hasura-admin-secret", SECRET)],
+        ),
+    )
+    .await
+    .expect("the dump was not answered within 20 s");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(reply.text().contains("CREATE TABLE public.articles"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the dump took {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+    server
+}
+
+/// Log lines of the server that mention `text`.
+fn log_lines_with(server: &Server, text: &str) -> usize {
+    server
+        .logs()
+        .iter()
+        .filter(|line| line.contains(text))
+        .count()
+}
+
+#[tokio::test]
+async fn idle_connections_at_the_open_files_limit_do_not_block_a_dump() {
+    let server = dump_past_idle_connections(&[]).await;
+    assert_eq!(log_lines_with(&server, "accept failed"), 0);
+    assert_eq!(
+        log_lines_with(&server, "closing idle connections"),
+        1,
+        "{:#?}",
+        server.logs()
+    );
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_closes_idle_connections_and_logs_once() {
+    let server = dump_past_idle_connections(&["--max-connections", "100000"]).await;
+    assert!(
+        log_lines_with(&server, "accept failed") < 3,
+        "{:#?}",
+        server.logs()
+    );
+    assert_eq!(
+        log_lines_with(&server, "closing idle connections"),
+        1,
+        "{:#?}",
+        server.logs()
+    );
+    assert_eq!(log_lines_with(&server, "lowering the connection limit"), 1);
+}
