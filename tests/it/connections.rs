@@ -2,9 +2,12 @@
 //! keeps, what it does at its open-files limit, and how a dump is labelled for the client
 //! that receives it.
 
+use std::io::{Read, Write};
 use std::time::Duration;
 
-use crate::support::{post_dump, Server, TestDb, REFERENCE_SCHEMA};
+use serde_json::json;
+
+use crate::support::{dump_json, post_dump, Server, TestDb, REFERENCE_SCHEMA};
 const SECRET: &str = "conn-s3cret";
 
 /// The server's peak resident memory so far, in kB.
@@ -174,4 +177,78 @@ async fn running_out_of_file_descriptors_closes_idle_connections_and_logs_once()
         server.logs()
     );
     assert_eq!(log_lines_with(&server, "lowering the connection limit"), 1);
+}
+
+#[tokio::test]
+async fn uncompressed_dump_is_labelled_sql() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let server = Server::builder(&db.url).start();
+    for opts in [
+        json!(["-Z", "0"]),
+        json!(["-Z0"]),
+        json!(["--compress=0"]),
+        json!(["-Z", "9", "-Z", "0"]),
+    ] {
+        let mut opts = opts.as_array().unwrap().clone();
+        opts.push(json!("--schema-only"));
+        let reply = dump_json(&server, json!({ "opts": opts })).await;
+        assert_eq!(reply.status, 200, "{opts:?}: {}", reply.text());
+        assert!(
+            reply.text().contains("CREATE TABLE public.articles"),
+            "{opts:?}"
+        );
+        assert_eq!(
+            reply.header("content-type").as_deref(),
+            Some("application/sql; charset=utf-8"),
+            "{opts:?}"
+        );
+    }
+}
+
+/// Sends `request` on a raw socket and reads until the server closes the connection.
+fn raw_exchange(server: &Server, request: &str) -> (String, String) {
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .expect("the server closes the connection");
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a response head");
+    (head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test]
+async fn http_10_dump_says_it_cannot_show_truncation_and_closes() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let server = Server::builder(&db.url).start();
+    let body = r#"{"opts":["--schema-only"]}"#;
+    for extra in ["", "Connection: keep-alive\r\n"] {
+        let request = format!(
+            "POST /v1alpha1/pg_dump HTTP/1.0\r\nHost: t\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (head, dump) = raw_exchange(&server, &request);
+        assert!(head.starts_with("http/1.0 200"), "{head}");
+        // Without `keep-alive` added for a client that asked for it.
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
+        assert!(
+            head.contains("\r\nwarning: 199 pgdump-api \"http/1.0"),
+            "{head}"
+        );
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert!(dump.contains("CREATE TABLE public.articles"), "{dump}");
+        assert!(dump.contains("PostgreSQL database dump complete"), "{dump}");
+    }
+    // HTTP/1.1 keeps its chunked encoding and no warning.
+    let reply = dump_json(&server, json!({"opts": ["--schema-only"]})).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("warning"), None);
+    assert_eq!(
+        reply.header("transfer-encoding").as_deref(),
+        Some("chunked")
+    );
 }
