@@ -241,9 +241,10 @@ pub async fn run(
     }
 }
 
-/// Drives one connection until it ends, or until it is asked to close: an idle one (no
-/// request in flight, maybe half its headers) is dropped at once; a busy one finishes its
-/// response first.
+/// Drives one connection until it ends, or until it is asked to close: then a request in
+/// flight is finished first; an idle kept-alive connection closes at once (after flushing
+/// what it wrote); one still waiting for its request headers gets [`CLOSE_GRACE`] to
+/// complete them, and is dropped after that.
 async fn serve_connection<I, S, B>(
     connection: hyper::server::conn::http1::Connection<I, S>,
     conn: &Conn,
@@ -257,13 +258,17 @@ where
 {
     tokio::pin!(connection);
     tokio::select! {
-        ended = connection.as_mut() => ended,
-        () = conn.close_requested() => {
-            if !conn.is_busy() {
-                return Ok(());
-            }
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
+        ended = connection.as_mut() => return ended,
+        () = conn.close_requested() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    match tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await {
+        Ok(ended) => ended,
+        Err(_) if conn.is_busy() => connection.await,
+        Err(_) => Ok(()),
     }
 }
+
+/// How long a connection asked to close may take to finish what it was doing before it is
+/// dropped, unless a request is in flight.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);
