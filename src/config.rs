@@ -98,6 +98,11 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_header_timeout: u64,
 
+    /// Most client connections kept open; past it the oldest idle ones are closed to serve new
+    /// ones. 0 (the default): the open-files limit less a reserve for pg_dump, at most 4096.
+    #[arg(long, env = "HASURA_GRAPHQL_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: u32,
+
     /// Secret for GET /v1/metrics (`Authorization: Bearer SECRET`), besides admin auth.
     #[arg(long, env = "HASURA_GRAPHQL_METRICS_SECRET", hide_env_values = true)]
     pub metrics_secret: Option<String>,
@@ -212,6 +217,8 @@ pub struct Config {
     pub sources_file: Option<PathBuf>,
     pub limits: DumpLimits,
     pub request_header_timeout: Duration,
+    /// `None`: derived from the open-files limit.
+    pub max_connections: Option<usize>,
     pub metrics_secret: Option<Secret>,
     pub graceful_shutdown_timeout: Duration,
 }
@@ -261,6 +268,7 @@ impl Config {
                     .then(|| Duration::from_secs(args.pg_dump_timeout)),
             },
             request_header_timeout: Duration::from_secs(args.request_header_timeout),
+            max_connections: (args.max_connections > 0).then_some(args.max_connections as usize),
             metrics_secret: args
                 .metrics_secret
                 .filter(|s| !s.is_empty())
@@ -365,6 +373,9 @@ mod tests {
             }
         );
         assert_eq!(config.graceful_shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, None);
+        let config = Config::from_args(serve(&["--max-connections", "300"])).unwrap();
+        assert_eq!(config.max_connections, Some(300));
     }
 
     #[test]

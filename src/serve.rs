@@ -41,8 +41,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(target: "startup", address = %address,
             "no admin secret is set: anyone who can reach this server can dump the database; set --admin-secret / HASURA_GRAPHQL_ADMIN_SECRET");
     }
-    tracing::info!(target: "startup", address = %address, version = env!("CARGO_PKG_VERSION"), "listening");
     let state = Arc::new(AppState::new(&config, sources, toolbox));
+    tracing::info!(target: "startup", address = %address, version = env!("CARGO_PKG_VERSION"),
+        max_connections = state.max_connections, "listening");
     tokio::spawn(learn_server_versions(Arc::clone(&state)));
     http::run(
         listener,

@@ -1,4 +1,4 @@
-//! `POST /v1alpha1/pg_dump`: SPEC §2's steps in order — read the body, authenticate, parse,
+//! `POST /v1alpha1/pg_dump`: SPEC §2's steps in order — authenticate, read the body, parse,
 //! admin check, source, options — then pg_dump's output as a streamed 200.
 
 use std::io;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures_util::Stream;
@@ -34,19 +34,23 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// The handler: every failure becomes the one JSON error format.
 pub async fn pg_dump(
     State(state): State<Arc<AppState>>,
+    http: Version,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match read_body(&headers, body, state.request_timeout).await {
-        Ok(body) => body,
-        Err(err) => return err.to_response(state.dev_mode),
-    };
+    // Authentication needs only the headers, so it comes first: an unauthenticated caller
+    // never gets the server to read its body. Hyper skips a body that has already arrived
+    // (keeping the connection) and closes the connection after the answer otherwise.
     let role = match auth::authenticate(&state.auth, &headers) {
         Ok(role) => role,
         Err(err) => return ApiError::from(err).to_response(state.dev_mode),
     };
+    let body = match read_body(&headers, body, state.request_timeout).await {
+        Ok(body) => body,
+        Err(err) => return err.to_response(state.dev_mode),
+    };
     let expose_internal = state.dev_mode || (role == ADMIN_ROLE && state.admin_internal_errors);
-    match dump(&state, &role, &body).await {
+    match dump(&state, &role, &body, http).await {
         Ok(response) => response,
         Err(err) => err.to_response(expose_internal),
     }
@@ -96,7 +100,12 @@ async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result
 }
 
 /// Steps 4–8 for an authenticated caller.
-async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response, ApiError> {
+async fn dump(
+    state: &Arc<AppState>,
+    role: &str,
+    body: &[u8],
+    http: Version,
+) -> Result<Response, ApiError> {
     let request = DumpRequest::parse(body)?;
     if role != ADMIN_ROLE {
         return Err(ApiError::NotAdmin);
@@ -146,7 +155,7 @@ async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response
     };
     let version = HeaderValue::from_str(&pg_dump.version.to_string())
         .expect("a version is a valid header value");
-    Ok((
+    let mut response = (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
@@ -154,8 +163,23 @@ async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response
         ],
         Body::from_stream(output),
     )
-        .into_response())
+        .into_response();
+    if http < Version::HTTP_11 {
+        // Without chunked encoding the body ends when the connection closes, so an aborted
+        // dump looks complete: say so, and make the end of the connection the end of the body.
+        // (An HTTP/1.0 response version keeps hyper from adding `keep-alive` for a client
+        // that asked for it.)
+        *response.version_mut() = Version::HTTP_10;
+        let headers = response.headers_mut();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        headers.insert(header::WARNING, HeaderValue::from_static(HTTP_10_WARNING));
+    }
+    Ok(response)
 }
+
+/// The `Warning` of a dump sent over HTTP/1.0.
+const HTTP_10_WARNING: &str = "199 pgdump-api \"HTTP/1.0 cannot mark a dump that fails midway: \
+    the response ends when the connection closes, complete or not; use HTTP/1.1 to tell them apart\"";
 
 /// One dump request from validation to the end of its output, as the metrics see it.
 struct Attempt {

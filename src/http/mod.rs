@@ -2,6 +2,7 @@
 //! ([`run`]), the request log and the one error type. Handlers only wire the pure parts
 //! together.
 
+mod conns;
 mod dump;
 pub mod error;
 mod observe;
@@ -17,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -32,6 +32,7 @@ use crate::pg_dump::Toolbox;
 use crate::secret::Secret;
 use crate::server_version::ServerVersions;
 use crate::sources::Sources;
+use conns::{Conn, Connections, TrackBusy};
 use error::ApiError;
 
 pub use dump::BODY_LIMIT;
@@ -52,11 +53,17 @@ pub struct AppState {
     pub metrics_secret: Option<Secret>,
     /// How long a client may take to send its request body.
     pub request_timeout: Duration,
+    /// How many connections are kept open at most.
+    pub max_connections: usize,
 }
 
 impl AppState {
     /// The state for a configuration, its sources and its pg_dump binaries.
     pub fn new(config: &Config, sources: Sources, pg_dump: Toolbox) -> AppState {
+        let pg_dumps = sources.postgres().count() * config.limits.max_concurrent;
+        let max_connections = config
+            .max_connections
+            .unwrap_or_else(|| conns::default_cap(conns::open_files_limit(), pg_dumps));
         let limits = Limits::new(
             sources.postgres().map(|source| source.name.as_str()),
             config.limits.max_concurrent,
@@ -75,6 +82,7 @@ impl AppState {
             limits,
             metrics_secret: config.metrics_secret.clone(),
             request_timeout: config.request_header_timeout,
+            max_connections,
         }
     }
 }
@@ -158,9 +166,11 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 }
 
 /// Serves `state` on `listener` until `shutdown` completes. Clients get `header_timeout` to
-/// send their request headers. After `shutdown`, no new connection is accepted, in-flight
-/// requests get `grace` to finish, and whatever still runs is then dropped (killing its
-/// pg_dump).
+/// send their request headers. At most `state.max_connections` connections are kept: past
+/// that, or when the process runs out of file descriptors, the oldest idle ones are closed
+/// (see [`conns`]). After `shutdown`, no new connection is accepted, idle connections are
+/// closed, in-flight requests get `grace` to finish, and whatever still runs is then dropped
+/// (killing its pg_dump).
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -168,40 +178,98 @@ pub async fn run(
     header_timeout: Duration,
     grace: Duration,
 ) {
+    let connections = Connections::new(state.max_connections);
     let router = app(state);
-    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
-    loop {
+    'accept: loop {
+        // Over the cap with nothing idle to close: accept nothing more until a connection
+        // ends or falls idle (then it is closed to make room).
+        while connections.over_cap() {
+            tokio::select! {
+                () = connections.changed() => {},
+                () = &mut shutdown => break 'accept,
+            }
+        }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                Err(err) if conns::out_of_files(&err) => {
+                    // Logged once per period of pressure, not per failed accept.
+                    connections.out_of_files(&err);
+                    tokio::select! {
+                        () = connections.changed() => {},
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {},
+                    }
+                    continue;
+                }
                 Err(err) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(target: "server", error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // A client that left before its connection was accepted, and the like.
+                    tracing::debug!(target: "server", error = %err, "accept failed");
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        let registered = connections.open();
+        let conn = Arc::clone(registered.conn());
         let service = Extension(ConnectInfo(peer)).layer(router.clone());
+        let service = TrackBusy::new(TowerToHyperService::new(service), Arc::clone(&conn));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+            .serve_connection(TokioIo::new(stream), service);
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            if let Err(err) = serve_connection(connection, &conn).await {
                 tracing::debug!(target: "server", peer = %peer, error = %err, "connection ended with an error");
             }
+            // Only now, with its socket closed, does the connection leave the registry.
+            drop(registered);
         });
     }
     drop(listener);
     tracing::info!(target: "startup", grace_s = grace.as_secs(), "shutting down: no new connections, waiting for in-flight requests");
+    connections.close_all();
+    let drained = async {
+        while !connections.is_empty() {
+            connections.changed().await;
+        }
+    };
     tokio::select! {
-        () = graceful.shutdown() => {},
+        () = drained => {},
         () = tokio::time::sleep(grace) => {
             tracing::warn!(target: "startup", "grace period over: aborting the requests still running");
         }
     }
 }
+
+/// Drives one connection until it ends, or until it is asked to close: then a request in
+/// flight is finished first; an idle kept-alive connection closes at once (after flushing
+/// what it wrote); one still waiting for its request headers gets [`CLOSE_GRACE`] to
+/// complete them, and is dropped after that.
+async fn serve_connection<I, S, B>(
+    connection: hyper::server::conn::http1::Connection<I, S>,
+    conn: &Conn,
+) -> hyper::Result<()>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        ended = connection.as_mut() => return ended,
+        () = conn.close_requested() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    match tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await {
+        Ok(ended) => ended,
+        Err(_) if conn.is_busy() => connection.await,
+        Err(_) => Ok(()),
+    }
+}
+
+/// How long a connection asked to close may take to finish what it was doing before it is
+/// dropped, unless a request is in flight.
+const CLOSE_GRACE: Duration = Duration::from_millis(100);

@@ -2,6 +2,7 @@
 
 mod clean;
 mod client;
+mod connections;
 mod dump;
 mod errors;
 mod matrix;

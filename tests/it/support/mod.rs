@@ -41,12 +41,17 @@ CREATE TRIGGER "notify_hasura_articles_DELETE" AFTER DELETE ON public.articles
 /// environment must not change what a test sees.
 pub fn pgdump_api() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pgdump-api"));
+    without_hasura_env(&mut command);
+    command
+}
+
+/// Keeps the test process's own `HASURA_GRAPHQL_*` settings from `command`.
+pub fn without_hasura_env(command: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("HASURA_GRAPHQL_") {
             command.env_remove(key);
         }
     }
-    command
 }
 
 /// Holds an exclusive lock on `articles` (of [`REFERENCE_SCHEMA`]) until the returned client

@@ -18,6 +18,8 @@ pub struct ServerBuilder {
     database_url: Option<String>,
     pg_dumps: Vec<PathBuf>,
     host: String,
+    /// A command that runs the server, e.g. `prlimit --nofile=256:256` (it must exec it).
+    launcher: Vec<String>,
 }
 
 /// A running `pgdump-api serve`.
@@ -58,9 +60,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs the server through `launcher` (a command that execs its arguments, so that the
+    /// server keeps the launcher's pid).
+    pub fn launcher<I: IntoIterator<Item = S>, S: Into<String>>(mut self, launcher: I) -> Self {
+        self.launcher = launcher.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Starts the server and waits for its "listening" line.
     pub fn start(mut self) -> Server {
-        let mut command = super::pgdump_api();
+        let binary = env!("CARGO_BIN_EXE_pgdump-api");
+        let mut command = match self.launcher.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        super::without_hasura_env(&mut command);
         command.arg("serve");
         command.args(["--server-host", &self.host, "--server-port", "0"]);
         if self.pg_dumps.is_empty() {
@@ -143,6 +161,7 @@ impl Server {
             database_url: Some(database_url.to_owned()),
             pg_dumps: Vec::new(),
             host: "127.0.0.1".to_owned(),
+            launcher: Vec::new(),
         }
     }
 
@@ -154,6 +173,7 @@ impl Server {
             database_url: None,
             pg_dumps: Vec::new(),
             host: "127.0.0.1".to_owned(),
+            launcher: Vec::new(),
         }
     }
 
