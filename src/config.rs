@@ -113,7 +113,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_QUEUE", default_value_t = 32)]
     pub pg_dump_max_queue: u32,
 
-    /// Seconds a pg_dump may run before it is killed; 0 means no limit.
+    /// Seconds a pg_dump may run, however slowly its client reads, before it is stopped;
+    /// 0 means no limit.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_TIMEOUT", default_value_t = 0)]
     pub pg_dump_timeout: u64,
 
@@ -122,11 +123,17 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub request_header_timeout: u64,
 
+    /// Seconds a client may accept no bytes of a response before the connection is closed
+    /// (and its pg_dump stopped).
+    #[arg(long, env = "HASURA_GRAPHQL_SEND_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout: u64,
+
     /// Secret for GET /v1/metrics (`Authorization: Bearer SECRET`), besides admin auth.
     #[arg(long, env = "HASURA_GRAPHQL_METRICS_SECRET", hide_env_values = true)]
     pub metrics_secret: Option<String>,
 
-    /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are killed.
+    /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are stopped.
     #[arg(
         long,
         env = "HASURA_GRAPHQL_GRACEFUL_SHUTDOWN_TIMEOUT",
@@ -257,6 +264,7 @@ pub struct Config {
     pub sources_file: Option<PathBuf>,
     pub limits: DumpLimits,
     pub request_header_timeout: Duration,
+    pub send_timeout: Duration,
     pub metrics_secret: Option<Secret>,
     pub graceful_shutdown_timeout: Duration,
 }
@@ -312,6 +320,7 @@ impl Config {
                     .then(|| Duration::from_secs(args.pg_dump_timeout)),
             },
             request_header_timeout: Duration::from_secs(args.request_header_timeout),
+            send_timeout: Duration::from_secs(args.send_timeout),
             metrics_secret: args
                 .metrics_secret
                 .filter(|s| !s.is_empty())
@@ -377,6 +386,7 @@ mod tests {
             }
         );
         assert_eq!(config.graceful_shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(config.send_timeout, Duration::from_secs(60));
     }
 
     #[test]

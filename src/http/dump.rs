@@ -11,18 +11,19 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::BytesMut;
 use futures_util::Stream;
 use http_body_util::BodyExt;
 
+use super::cutoff::{Cut, Reason};
 use super::error::ApiError;
 use super::request::DumpRequest;
 use super::AppState;
 use crate::auth::{self, ADMIN_ROLE};
-use crate::limits::Slot;
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
-use crate::pg_dump::{self, DumpError, PgDump};
+use crate::pg_dump::{self, DumpError, Hold, Output, PgDump, Stop};
 use crate::sources::{Source, Unavailable};
 
 /// The version of the pg_dump that wrote a response.
@@ -35,6 +36,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub async fn pg_dump(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    cut: Option<Extension<Cut>>,
     body: Body,
 ) -> Response {
     let body = match read_body(&headers, body, state.request_timeout).await {
@@ -46,7 +48,7 @@ pub async fn pg_dump(
         Err(err) => return ApiError::from(err).to_response(state.dev_mode),
     };
     let expose_internal = state.dev_mode || (role == ADMIN_ROLE && state.admin_internal_errors);
-    match dump(&state, &role, &body).await {
+    match dump(&state, &role, &body, cut.map(|Extension(cut)| cut)).await {
         Ok(response) => response,
         Err(err) => err.to_response(expose_internal),
     }
@@ -95,8 +97,13 @@ async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result
         .map_err(|_| ApiError::BodyTimeout(timeout))?
 }
 
-/// Steps 4–8 for an authenticated caller.
-async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response, ApiError> {
+/// Steps 4–8 for an authenticated caller; `cut` ends the connection.
+async fn dump(
+    state: &Arc<AppState>,
+    role: &str,
+    body: &[u8],
+    cut: Option<Cut>,
+) -> Result<Response, ApiError> {
     let request = DumpRequest::parse(body)?;
     if role != ADMIN_ROLE {
         return Err(ApiError::NotAdmin);
@@ -126,18 +133,23 @@ async fn dump(state: &Arc<AppState>, role: &str, body: &[u8]) -> Result<Response
             }))
         }
     };
+    // The slot is held until pg_dump has exited, not merely until the response ends.
+    let slot: Hold = Arc::new(slot);
     let (pg_dump, output) =
-        match start_dump(state, source, &options.args, request.clean_output).await {
+        match start_dump(state, source, &options.args, request.clean_output, slot).await {
             Ok(started) => started,
             Err(err) => return Err(attempt.failed(err)),
         };
     state
         .metrics
         .ran(&source.name, &pg_dump.version.to_string());
+    if let (Some(limit), Some(cut)) = (state.dump_limits.timeout, &cut) {
+        cut_at_time_limit(&output, limit, cut.clone());
+    }
     let output = Tracked {
-        inner: Box::pin(output),
+        inner: output,
         attempt,
-        _slot: slot,
+        cut,
     };
 
     let content_type = match options.format {
@@ -202,19 +214,48 @@ impl Drop for Attempt {
     }
 }
 
-/// The output stream of a running dump: counts its bytes, holds its pg_dump slot, and
-/// records how the dump ended.
-struct Tracked<S> {
-    inner: Pin<Box<S>>,
-    attempt: Attempt,
-    _slot: Slot,
+/// When pg_dump was stopped by the time limit, ends the connection too: a client that stopped
+/// reading would otherwise hold it until the send timeout, and its response would never end.
+fn cut_at_time_limit(output: &Output, limit: Duration, cut: Cut) {
+    let exited = output.exited();
+    tokio::spawn(async move {
+        if exited.await == Some(Stop::TimeLimit) {
+            cut.cut(Reason::Stopped(DumpError::TimedOut { limit }.to_string()));
+        }
+    });
 }
 
-impl<S: Stream<Item = io::Result<Bytes>>> Stream for Tracked<S> {
+/// The output stream of a running dump: counts its bytes and records how the dump ended.
+struct Tracked {
+    inner: Output,
+    attempt: Attempt,
+    /// The connection's handle, to tell a send timeout from a client that left.
+    cut: Option<Cut>,
+}
+
+impl Drop for Tracked {
+    /// Dropped before its end: why.
+    fn drop(&mut self) {
+        if self.attempt.outcome.is_some() {
+            return;
+        }
+        let send_timeout = matches!(
+            self.cut.as_ref().and_then(Cut::reason),
+            Some(Reason::SendTimeout(_))
+        );
+        self.attempt.outcome = Some(Err(match self.inner.stopped() {
+            Some(Stop::TimeLimit) => Failure::Timeout,
+            _ if send_timeout => Failure::SendTimeout,
+            _ => Failure::ClientGone,
+        }));
+    }
+}
+
+impl Stream for Tracked {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.inner.as_mut().poll_next(cx);
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
         let attempt = &mut self.attempt;
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => attempt.bytes += chunk.len() as u64,
@@ -241,18 +282,21 @@ async fn start_dump<'a>(
     source: &Source,
     args: &[String],
     clean: bool,
-) -> Result<
-    (
-        &'a PgDump,
-        impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    ),
-    ApiError,
-> {
+    slot: Hold,
+) -> Result<(&'a PgDump, Output), ApiError> {
     let mut retried = false;
     loop {
         let binary = choose_pg_dump(state, source).await?;
         let time_limit = state.dump_limits.timeout;
-        match pg_dump::start(&binary.path, args, &source.conn, clean, time_limit).await {
+        let started = state.processes.start(
+            &binary.path,
+            args,
+            &source.conn,
+            clean,
+            time_limit,
+            Arc::clone(&slot),
+        );
+        match started.await {
             Ok(output) => return Ok((binary, output)),
             Err(DumpError::Failed { stderr }) => {
                 let Some(server) = pg_dump::refused_server_version(&stderr) else {

@@ -2,6 +2,7 @@
 //! ([`run`]), the request log and the one error type. Handlers only wire the pure parts
 //! together.
 
+mod cutoff;
 mod dump;
 pub mod error;
 mod observe;
@@ -28,7 +29,7 @@ use crate::auth::{self, ADMIN_ROLE};
 use crate::config::{Api, AuthMode, Config, DumpLimits, EnabledApis, Secret};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::pg_dump::Toolbox;
+use crate::pg_dump::{Processes, Toolbox};
 use crate::server_version::ServerVersions;
 use crate::sources::Sources;
 use error::ApiError;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub dev_mode: bool,
     pub sources: Sources,
     pub pg_dump: Toolbox,
+    /// The running pg_dump processes.
+    pub processes: Processes,
     pub versions: ServerVersions,
     pub dump_limits: DumpLimits,
     pub limits: Limits,
@@ -51,6 +54,8 @@ pub struct AppState {
     pub metrics_secret: Option<Secret>,
     /// How long a client may take to send its request body.
     pub request_timeout: Duration,
+    /// How long a client may accept no bytes of a response.
+    pub send_timeout: Duration,
 }
 
 impl AppState {
@@ -69,11 +74,13 @@ impl AppState {
             metrics: Metrics::new(&pg_dump),
             sources,
             pg_dump,
+            processes: Processes::default(),
             versions: ServerVersions::default(),
             dump_limits: config.limits,
             limits,
             metrics_secret: config.metrics_secret.clone(),
             request_timeout: config.request_header_timeout,
+            send_timeout: config.send_timeout,
         }
     }
 }
@@ -157,9 +164,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 }
 
 /// Serves `state` on `listener` until `shutdown` completes. Clients get `header_timeout` to
-/// send their request headers. After `shutdown`, no new connection is accepted, in-flight
-/// requests get `grace` to finish, and whatever still runs is then dropped (killing its
-/// pg_dump).
+/// send their request headers, and are cut off when they accept no bytes for the send
+/// timeout. After `shutdown`, no new connection is accepted, in-flight requests get `grace`
+/// to finish, and the pg_dump processes still running are then stopped (their sessions with
+/// them) before this returns.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -167,7 +175,8 @@ pub async fn run(
     header_timeout: Duration,
     grace: Duration,
 ) {
-    let router = app(state);
+    let send_timeout = state.send_timeout;
+    let router = app(Arc::clone(&state));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -183,7 +192,9 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let service = Extension(ConnectInfo(peer)).layer(router.clone());
+        let stream = cutoff::CutOff::new(stream, send_timeout);
+        let service =
+            (Extension(stream.handle()), Extension(ConnectInfo(peer))).layer(router.clone());
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
@@ -203,4 +214,5 @@ pub async fn run(
             tracing::warn!(target: "startup", "grace period over: aborting the requests still running");
         }
     }
+    state.processes.stop_all().await;
 }

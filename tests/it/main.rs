@@ -8,4 +8,5 @@ mod matrix;
 mod process;
 mod reliability;
 mod serve;
+mod stalls;
 mod support;
