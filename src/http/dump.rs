@@ -23,7 +23,7 @@ use super::AppState;
 use crate::auth::{self, ADMIN_ROLE};
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
-use crate::pg_dump::{self, DumpError, Hold, Output, PgDump, Stop};
+use crate::pg_dump::{self, DumpError, Hold, Job, Output, PgDump, Stop, Version};
 use crate::sources::{Source, Unavailable};
 
 /// The version of the pg_dump that wrote a response.
@@ -286,17 +286,20 @@ async fn start_dump<'a>(
 ) -> Result<(&'a PgDump, Output), ApiError> {
     let mut retried = false;
     loop {
-        let binary = choose_pg_dump(state, source).await?;
-        let time_limit = state.dump_limits.timeout;
-        let started = state.processes.start(
-            &binary.path,
+        let (binary, server) = choose_pg_dump(state, source).await?;
+        let job = Job {
+            pg_dump: &binary.path,
             args,
-            &source.conn,
+            conn: &source.conn,
             clean,
-            time_limit,
-            Arc::clone(&slot),
-        );
-        match started.await {
+            server,
+        };
+        let time_limit = state.dump_limits.timeout;
+        match state
+            .processes
+            .start(job, time_limit, Arc::clone(&slot))
+            .await
+        {
             Ok(output) => return Ok((binary, output)),
             Err(DumpError::Failed { stderr }) => {
                 let Some(server) = pg_dump::refused_server_version(&stderr) else {
@@ -316,25 +319,28 @@ async fn start_dump<'a>(
     }
 }
 
-/// The installed pg_dump for the source's server version. When the version cannot be
-/// learnt (e.g. the server is unreachable), the newest pg_dump runs and reports the problem
-/// in its own words.
-async fn choose_pg_dump<'a>(state: &'a AppState, source: &Source) -> Result<&'a PgDump, ApiError> {
+/// The installed pg_dump for the source's server version, and that version. When the version
+/// cannot be learnt (e.g. the server is unreachable), the newest pg_dump runs and reports the
+/// problem in its own words.
+async fn choose_pg_dump<'a>(
+    state: &'a AppState,
+    source: &Source,
+) -> Result<(&'a PgDump, Option<Version>), ApiError> {
     let no_pg_dump = || DumpError::Spawn {
         detail: "no pg_dump binary is configured".to_owned(),
     };
     match state.versions.get(&source.name, &source.conn).await {
-        Ok(server) => state
-            .pg_dump
-            .for_server(server)
-            .ok_or_else(|| ApiError::VersionMismatch {
+        Ok(server) => match state.pg_dump.for_server(server) {
+            Some(pg_dump) => Ok((pg_dump, Some(server))),
+            None => Err(ApiError::VersionMismatch {
                 server: server.to_string(),
                 installed: state.pg_dump.versions(),
             }),
+        },
         Err(why) => {
             tracing::warn!(target: "pg-dump", source = %source.name, error = %why,
                 "could not learn the server version; running the newest pg_dump");
-            Ok(state.pg_dump.newest().ok_or_else(no_pg_dump)?)
+            Ok((state.pg_dump.newest().ok_or_else(no_pg_dump)?, None))
         }
     }
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-pub use process::{DumpError, Hold, Output, Processes, Stop};
+pub use process::{DumpError, Hold, Job, Output, Processes, Stop};
 
 /// A PostgreSQL version as pg_dump reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,9 +6,10 @@
 //! dropped (client gone, send timeout), when its time limit passes — whether or not anyone
 //! reads its output — and when the server shuts down. Stopping is SIGTERM first: pg_dump's
 //! own handler then cancels its query, so that a backend waiting on a lock ends too (a killed
-//! pg_dump would leave it waiting); SIGKILL follows after [`STOP_GRACE`]. Whatever must last
-//! as long as pg_dump (its concurrency slot, its service file) is dropped only once the
-//! process has been reaped.
+//! pg_dump would leave it waiting); SIGKILL follows after [`STOP_GRACE`]. As a cancel can
+//! come too early to cancel anything, backends from PostgreSQL 14 on are also told to check
+//! that pg_dump is still there ([`CONNECTION_CHECK`]). Whatever must last as long as pg_dump
+//! (its concurrency slot, its service file) is dropped only once the process has been reaped.
 
 use std::any::Any;
 use std::ffi::OsStr;
@@ -39,10 +40,25 @@ const STDERR_CAP: usize = 64 * 1024;
 /// Read size for pg_dump's stdout: the pipe's default capacity.
 const CHUNK: usize = 64 * 1024;
 /// How long pg_dump gets after SIGTERM (to cancel its query and exit) before SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Something kept until pg_dump has exited and been reaped, e.g. its concurrency slot.
 pub type Hold = Arc<dyn Any + Send + Sync>;
+
+/// Makes pg_dump's backend check every second, while running a query, that pg_dump is still
+/// there, and end if it is not.
+const CONNECTION_CHECK: &str = "-c client_connection_check_interval=1000";
+
+/// What to run: which pg_dump, with which validated arguments, against what.
+pub struct Job<'a> {
+    pub pg_dump: &'a Path,
+    pub args: &'a [String],
+    pub conn: &'a ConnInfo,
+    /// Whether the output goes through the cleaner.
+    pub clean: bool,
+    /// The server's version, when known.
+    pub server: Option<super::Version>,
+}
 
 /// Why a dump produced no output.
 #[derive(Debug, thiserror::Error)]
@@ -108,27 +124,36 @@ impl Default for Processes {
 }
 
 impl Processes {
-    /// Stops every pg_dump still running (SIGTERM, then SIGKILL after [`STOP_GRACE`]) and
-    /// waits until each has been reaped.
+    /// Stops every pg_dump still running (SIGTERM, then SIGKILL after a grace) and waits
+    /// until each has been reaped.
     pub async fn stop_all(&self) {
         self.shutdown.send_replace(true);
         self.shutdown.closed().await;
     }
 
-    /// Starts `pg_dump` with the validated `args` against `conn`, and returns its output
-    /// once the first bytes are there (or pg_dump exited successfully with none). `hold` is
-    /// kept until pg_dump has exited. Past `time_limit` pg_dump is stopped: before the first
-    /// bytes that is [`DumpError::TimedOut`], after them the stream ends with a `TimedOut`
-    /// error.
+    /// Starts `job`'s pg_dump and returns its output once the first bytes are there (or
+    /// pg_dump exited successfully with none). `hold` is kept until pg_dump has exited. Past
+    /// `time_limit` pg_dump is stopped: before the first bytes that is
+    /// [`DumpError::TimedOut`], after them the stream ends with a `TimedOut` error.
     pub async fn start(
         &self,
-        pg_dump: &Path,
-        args: &[String],
-        conn: &ConnInfo,
-        clean: bool,
+        job: Job<'_>,
         time_limit: Option<Duration>,
         hold: Hold,
     ) -> Result<Output, DumpError> {
+        let Job {
+            pg_dump,
+            args,
+            conn,
+            clean,
+            server,
+        } = job;
+        // After `stop_all`, a request that just got a freed slot must not start another.
+        if *self.shutdown.borrow() {
+            return Err(DumpError::Failed {
+                stderr: "pg_dump was not started: the server is shutting down".to_owned(),
+            });
+        }
         let mut command = Command::new(pg_dump);
         command
             .arg("--encoding=utf8")
@@ -142,6 +167,19 @@ impl Processes {
             .kill_on_drop(true);
         if let Some(password) = conn.password() {
             command.env("PGPASSWORD", OsStr::from_bytes(password));
+        }
+        // A backend notices that its client is gone only when it next talks to it, so one
+        // waiting on a lock outlives a pg_dump that died before its cancel request got there
+        // (a cancel that arrives before the query is read is dropped). From PostgreSQL 14
+        // on, the backend can be told to check; libpq reads PGOPTIONS unless the connection
+        // string sets `options`.
+        if server.is_some_and(|server| server.major >= 14) {
+            let mut options = std::env::var_os("PGOPTIONS").unwrap_or_default();
+            if !options.is_empty() {
+                options.push(" ");
+            }
+            options.push(CONNECTION_CHECK);
+            command.env("PGOPTIONS", options);
         }
         // sslpassword has no environment variable: it goes in a private service file, whose
         // values libpq uses for whatever the connection string leaves unset.

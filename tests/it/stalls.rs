@@ -63,11 +63,23 @@ async fn no_pg_dump_left(server: &Server, db: &TestDb, limit: Duration) -> Durat
         if children == 0 && sessions == 0 {
             return started.elapsed();
         }
-        assert!(
-            started.elapsed() < limit,
-            "after {:?}: {children} pg_dump processes and {sessions} pg_dump sessions left",
-            started.elapsed()
-        );
+        if started.elapsed() >= limit {
+            let rows = admin
+                .query(
+                    "SELECT format('%s %s %s %s %s: %s', pid, client_port, backend_start, state, \
+                     wait_event, query) \
+                     FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pg_dump'",
+                    &[&db.name],
+                )
+                .await
+                .unwrap();
+            let left: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+            panic!(
+                "after {:?}: {children} pg_dump processes and {sessions} pg_dump sessions left: \
+                 {left:#?}",
+                started.elapsed()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
