@@ -89,7 +89,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_QUEUE", default_value_t = 32)]
     pub pg_dump_max_queue: u32,
 
-    /// Seconds a pg_dump may run before it is killed; 0 means no limit.
+    /// Seconds a pg_dump may run, however slowly its client reads, before it is stopped;
+    /// 0 means no limit.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_TIMEOUT", default_value_t = 0)]
     pub pg_dump_timeout: u64,
 
@@ -102,12 +103,17 @@ pub struct ServeArgs {
     /// ones. 0 (the default): the open-files limit less a reserve for pg_dump, at most 4096.
     #[arg(long, env = "HASURA_GRAPHQL_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: u32,
+    /// Seconds a client may accept no bytes of a response before the connection is closed
+    /// (and its pg_dump stopped).
+    #[arg(long, env = "HASURA_GRAPHQL_SEND_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout: u64,
 
     /// Secret for GET /v1/metrics (`Authorization: Bearer SECRET`), besides admin auth.
     #[arg(long, env = "HASURA_GRAPHQL_METRICS_SECRET", hide_env_values = true)]
     pub metrics_secret: Option<String>,
 
-    /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are killed.
+    /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are stopped.
     #[arg(
         long,
         env = "HASURA_GRAPHQL_GRACEFUL_SHUTDOWN_TIMEOUT",
@@ -219,6 +225,7 @@ pub struct Config {
     pub request_header_timeout: Duration,
     /// `None`: derived from the open-files limit.
     pub max_connections: Option<usize>,
+    pub send_timeout: Duration,
     pub metrics_secret: Option<Secret>,
     pub graceful_shutdown_timeout: Duration,
 }
@@ -269,6 +276,7 @@ impl Config {
             },
             request_header_timeout: Duration::from_secs(args.request_header_timeout),
             max_connections: (args.max_connections > 0).then_some(args.max_connections as usize),
+            send_timeout: Duration::from_secs(args.send_timeout),
             metrics_secret: args
                 .metrics_secret
                 .filter(|s| !s.is_empty())
@@ -376,6 +384,7 @@ mod tests {
         assert_eq!(config.max_connections, None);
         let config = Config::from_args(serve(&["--max-connections", "300"])).unwrap();
         assert_eq!(config.max_connections, Some(300));
+        assert_eq!(config.send_timeout, Duration::from_secs(60));
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub enum Failure {
     Timeout,
     /// The client left before the dump ended.
     ClientGone,
+    /// The client accepted no bytes for the send timeout and was dropped.
+    SendTimeout,
 }
 
 impl Failure {
@@ -69,6 +71,7 @@ impl Failure {
             Failure::VersionMismatch => "version_mismatch",
             Failure::Timeout => "timeout",
             Failure::ClientGone => "client_gone",
+            Failure::SendTimeout => "send_timeout",
         }
     }
 }

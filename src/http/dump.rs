@@ -9,20 +9,21 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Version};
+use axum::http::{self, header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::BytesMut;
 use futures_util::Stream;
 use http_body_util::BodyExt;
 
+use super::cutoff::{Cut, Reason};
 use super::error::ApiError;
 use super::request::DumpRequest;
 use super::AppState;
 use crate::auth::{self, ADMIN_ROLE};
-use crate::limits::Slot;
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
-use crate::pg_dump::{self, DumpError, PgDump};
+use crate::pg_dump::{self, DumpError, Hold, Job, Output, PgDump, Stop, Version};
 use crate::sources::{Source, Unavailable};
 
 /// The version of the pg_dump that wrote a response.
@@ -34,8 +35,9 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// The handler: every failure becomes the one JSON error format.
 pub async fn pg_dump(
     State(state): State<Arc<AppState>>,
-    http: Version,
+    http_version: http::Version,
     headers: HeaderMap,
+    cut: Option<Extension<Cut>>,
     body: Body,
 ) -> Response {
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
@@ -50,7 +52,15 @@ pub async fn pg_dump(
         Err(err) => return err.to_response(state.dev_mode),
     };
     let expose_internal = state.dev_mode || (role == ADMIN_ROLE && state.admin_internal_errors);
-    match dump(&state, &role, &body, http).await {
+    match dump(
+        &state,
+        &role,
+        &body,
+        http_version,
+        cut.map(|Extension(cut)| cut),
+    )
+    .await
+    {
         Ok(response) => response,
         Err(err) => err.to_response(expose_internal),
     }
@@ -99,12 +109,13 @@ async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result
         .map_err(|_| ApiError::BodyTimeout(timeout))?
 }
 
-/// Steps 4–8 for an authenticated caller.
+/// Steps 4–8 for an authenticated caller; `cut` ends the connection.
 async fn dump(
     state: &Arc<AppState>,
     role: &str,
     body: &[u8],
-    http: Version,
+    http_version: http::Version,
+    cut: Option<Cut>,
 ) -> Result<Response, ApiError> {
     let request = DumpRequest::parse(body)?;
     if role != ADMIN_ROLE {
@@ -135,18 +146,23 @@ async fn dump(
             }))
         }
     };
+    // The slot is held until pg_dump has exited, not merely until the response ends.
+    let slot: Hold = Arc::new(slot);
     let (pg_dump, output) =
-        match start_dump(state, source, &options.args, request.clean_output).await {
+        match start_dump(state, source, &options.args, request.clean_output, slot).await {
             Ok(started) => started,
             Err(err) => return Err(attempt.failed(err)),
         };
     state
         .metrics
         .ran(&source.name, &pg_dump.version.to_string());
+    if let (Some(limit), Some(cut)) = (state.dump_limits.timeout, &cut) {
+        cut_at_time_limit(&output, limit, cut.clone());
+    }
     let output = Tracked {
-        inner: Box::pin(output),
+        inner: output,
         attempt,
-        _slot: slot,
+        cut,
     };
 
     let content_type = match options.format {
@@ -164,12 +180,12 @@ async fn dump(
         Body::from_stream(output),
     )
         .into_response();
-    if http < Version::HTTP_11 {
+    if http_version < http::Version::HTTP_11 {
         // Without chunked encoding the body ends when the connection closes, so an aborted
         // dump looks complete: say so, and make the end of the connection the end of the body.
         // (An HTTP/1.0 response version keeps hyper from adding `keep-alive` for a client
         // that asked for it.)
-        *response.version_mut() = Version::HTTP_10;
+        *response.version_mut() = http::Version::HTTP_10;
         let headers = response.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         headers.insert(header::WARNING, HeaderValue::from_static(HTTP_10_WARNING));
@@ -226,19 +242,48 @@ impl Drop for Attempt {
     }
 }
 
-/// The output stream of a running dump: counts its bytes, holds its pg_dump slot, and
-/// records how the dump ended.
-struct Tracked<S> {
-    inner: Pin<Box<S>>,
-    attempt: Attempt,
-    _slot: Slot,
+/// When pg_dump was stopped by the time limit, ends the connection too: a client that stopped
+/// reading would otherwise hold it until the send timeout, and its response would never end.
+fn cut_at_time_limit(output: &Output, limit: Duration, cut: Cut) {
+    let exited = output.exited();
+    tokio::spawn(async move {
+        if exited.await == Some(Stop::TimeLimit) {
+            cut.cut(Reason::Stopped(DumpError::TimedOut { limit }.to_string()));
+        }
+    });
 }
 
-impl<S: Stream<Item = io::Result<Bytes>>> Stream for Tracked<S> {
+/// The output stream of a running dump: counts its bytes and records how the dump ended.
+struct Tracked {
+    inner: Output,
+    attempt: Attempt,
+    /// The connection's handle, to tell a send timeout from a client that left.
+    cut: Option<Cut>,
+}
+
+impl Drop for Tracked {
+    /// Dropped before its end: why.
+    fn drop(&mut self) {
+        if self.attempt.outcome.is_some() {
+            return;
+        }
+        let send_timeout = matches!(
+            self.cut.as_ref().and_then(Cut::reason),
+            Some(Reason::SendTimeout(_))
+        );
+        self.attempt.outcome = Some(Err(match self.inner.stopped() {
+            Some(Stop::TimeLimit) => Failure::Timeout,
+            _ if send_timeout => Failure::SendTimeout,
+            _ => Failure::ClientGone,
+        }));
+    }
+}
+
+impl Stream for Tracked {
     type Item = io::Result<Bytes>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let polled = self.inner.as_mut().poll_next(cx);
+        let polled = Pin::new(&mut self.inner).poll_next(cx);
         let attempt = &mut self.attempt;
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => attempt.bytes += chunk.len() as u64,
@@ -265,18 +310,24 @@ async fn start_dump<'a>(
     source: &Source,
     args: &[String],
     clean: bool,
-) -> Result<
-    (
-        &'a PgDump,
-        impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    ),
-    ApiError,
-> {
+    slot: Hold,
+) -> Result<(&'a PgDump, Output), ApiError> {
     let mut retried = false;
     loop {
-        let binary = choose_pg_dump(state, source).await?;
+        let (binary, server) = choose_pg_dump(state, source).await?;
+        let job = Job {
+            pg_dump: &binary.path,
+            args,
+            conn: &source.conn,
+            clean,
+            server,
+        };
         let time_limit = state.dump_limits.timeout;
-        match pg_dump::start(&binary.path, args, &source.conn, clean, time_limit).await {
+        match state
+            .processes
+            .start(job, time_limit, Arc::clone(&slot))
+            .await
+        {
             Ok(output) => return Ok((binary, output)),
             Err(DumpError::Failed { stderr }) => {
                 let Some(server) = pg_dump::refused_server_version(&stderr) else {
@@ -296,25 +347,28 @@ async fn start_dump<'a>(
     }
 }
 
-/// The installed pg_dump for the source's server version. When the version cannot be
-/// learnt (e.g. the server is unreachable), the newest pg_dump runs and reports the problem
-/// in its own words.
-async fn choose_pg_dump<'a>(state: &'a AppState, source: &Source) -> Result<&'a PgDump, ApiError> {
+/// The installed pg_dump for the source's server version, and that version. When the version
+/// cannot be learnt (e.g. the server is unreachable), the newest pg_dump runs and reports the
+/// problem in its own words.
+async fn choose_pg_dump<'a>(
+    state: &'a AppState,
+    source: &Source,
+) -> Result<(&'a PgDump, Option<Version>), ApiError> {
     let no_pg_dump = || DumpError::Spawn {
         detail: "no pg_dump binary is configured".to_owned(),
     };
     match state.versions.get(&source.name, &source.conn).await {
-        Ok(server) => state
-            .pg_dump
-            .for_server(server)
-            .ok_or_else(|| ApiError::VersionMismatch {
+        Ok(server) => match state.pg_dump.for_server(server) {
+            Some(pg_dump) => Ok((pg_dump, Some(server))),
+            None => Err(ApiError::VersionMismatch {
                 server: server.to_string(),
                 installed: state.pg_dump.versions(),
             }),
+        },
         Err(why) => {
             tracing::warn!(target: "pg-dump", source = %source.name, error = %why,
                 "could not learn the server version; running the newest pg_dump");
-            Ok(state.pg_dump.newest().ok_or_else(no_pg_dump)?)
+            Ok((state.pg_dump.newest().ok_or_else(no_pg_dump)?, None))
         }
     }
 }

@@ -3,6 +3,7 @@
 //! together.
 
 mod conns;
+mod cutoff;
 mod dump;
 pub mod error;
 mod observe;
@@ -21,6 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tower_http::compression::CompressionLayer;
 use tower_layer::Layer;
 
@@ -28,7 +30,7 @@ use crate::auth::{self, ADMIN_ROLE};
 use crate::config::{Api, AuthMode, Config, DumpLimits, EnabledApis};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::pg_dump::Toolbox;
+use crate::pg_dump::{Processes, Toolbox};
 use crate::secret::Secret;
 use crate::server_version::ServerVersions;
 use crate::sources::Sources;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub dev_mode: bool,
     pub sources: Sources,
     pub pg_dump: Toolbox,
+    /// The running pg_dump processes.
+    pub processes: Processes,
     pub versions: ServerVersions,
     pub dump_limits: DumpLimits,
     pub limits: Limits,
@@ -55,6 +59,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// How many connections are kept open at most.
     pub max_connections: usize,
+    /// How long a client may accept no bytes of a response.
+    pub send_timeout: Duration,
 }
 
 impl AppState {
@@ -77,12 +83,14 @@ impl AppState {
             metrics: Metrics::new(&pg_dump),
             sources,
             pg_dump,
+            processes: Processes::default(),
             versions: ServerVersions::default(),
             dump_limits: config.limits,
             limits,
             metrics_secret: config.metrics_secret.clone(),
             request_timeout: config.request_header_timeout,
             max_connections,
+            send_timeout: config.send_timeout,
         }
     }
 }
@@ -166,11 +174,13 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 }
 
 /// Serves `state` on `listener` until `shutdown` completes. Clients get `header_timeout` to
-/// send their request headers. At most `state.max_connections` connections are kept: past
-/// that, or when the process runs out of file descriptors, the oldest idle ones are closed
-/// (see [`conns`]). After `shutdown`, no new connection is accepted, idle connections are
-/// closed, in-flight requests get `grace` to finish, and whatever still runs is then dropped
-/// (killing its pg_dump).
+/// send their request headers, and are cut off when they accept no bytes for the send
+/// timeout. At most `state.max_connections` connections are kept: past that, or when the
+/// process runs out of file descriptors, the oldest idle ones are closed (see [`conns`]).
+/// After `shutdown`, no new connection is accepted, idle connections are closed, in-flight
+/// requests get `grace` to finish; then the connections still open are dropped and the
+/// pg_dump processes still running are stopped (their sessions with them) before this
+/// returns.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -179,7 +189,10 @@ pub async fn run(
     grace: Duration,
 ) {
     let connections = Connections::new(state.max_connections);
-    let router = app(state);
+    let send_timeout = state.send_timeout;
+    let router = app(Arc::clone(&state));
+    // Every connection's task, so that none outlives `run`.
+    let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     'accept: loop {
         // Over the cap with nothing idle to close: accept nothing more until a connection
@@ -212,13 +225,17 @@ pub async fn run(
         };
         let registered = connections.open();
         let conn = Arc::clone(registered.conn());
-        let service = Extension(ConnectInfo(peer)).layer(router.clone());
+        let stream = cutoff::CutOff::new(stream, send_timeout);
+        let service =
+            (Extension(stream.handle()), Extension(ConnectInfo(peer))).layer(router.clone());
         let service = TrackBusy::new(TowerToHyperService::new(service), Arc::clone(&conn));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), service);
-        tokio::spawn(async move {
+        // Reap the tasks that ended, so the set holds only live connections.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             if let Err(err) = serve_connection(connection, &conn).await {
                 tracing::debug!(target: "server", peer = %peer, error = %err, "connection ended with an error");
             }
@@ -240,6 +257,10 @@ pub async fn run(
             tracing::warn!(target: "startup", "grace period over: aborting the requests still running");
         }
     }
+    // Dropping a connection drops its response body, which stops its pg_dump; then wait
+    // until every pg_dump has exited.
+    tasks.shutdown().await;
+    state.processes.stop_all().await;
 }
 
 /// Drives one connection until it ends, or until it is asked to close: then a request in

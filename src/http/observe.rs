@@ -14,6 +14,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
+use super::cutoff::{Cut, Reason};
 use super::error::ErrorSummary;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -48,6 +49,7 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
         bytes: 0,
         ended: false,
         body_error: None,
+        cut: request.extensions().get::<Cut>().cloned(),
     };
     let mut response = next.run(request).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
@@ -77,6 +79,8 @@ struct Entry {
     bytes: u64,
     ended: bool,
     body_error: Option<String>,
+    /// The connection's handle: why a response that did not end was cut off.
+    cut: Option<Cut>,
 }
 
 impl Entry {
@@ -91,6 +95,15 @@ impl Drop for Entry {
         let Some(started) = self.started else {
             return;
         };
+        let mut send_timeout = None;
+        if !self.ended && self.body_error.is_none() {
+            match self.cut.as_ref().and_then(Cut::reason) {
+                // The dump failed while its client was not reading: as if it had been.
+                Some(Reason::Stopped(message)) => self.body_error = Some(message.clone()),
+                Some(reason @ Reason::SendTimeout(_)) => send_timeout = Some(reason.to_string()),
+                None => {}
+            }
+        }
         let complete = self.status.is_some() && self.ended && self.body_error.is_none();
         let duration_ms = millis(started);
         let (code, error, internal) = match &self.error {
@@ -104,7 +117,11 @@ impl Drop for Entry {
                 Some("client closed the connection before the response"),
                 None,
             ),
-            None => (None, self.body_error.as_deref(), None),
+            None => (
+                None,
+                self.body_error.as_deref().or(send_timeout.as_deref()),
+                None,
+            ),
         };
         macro_rules! http_log {
             ($level:ident) => {

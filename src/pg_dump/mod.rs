@@ -1,5 +1,5 @@
 //! Everything about the `pg_dump` program: finding the installed binaries and their versions
-//! ([`Toolbox`]), and running one for a request ([`start`]).
+//! ([`Toolbox`]), and running one for a request ([`Processes::start`]).
 
 mod process;
 
@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-pub use process::{start, DumpError};
+pub use process::{DumpError, Hold, Job, Output, Processes, Stop};
 
 /// A PostgreSQL version as pg_dump reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -10,4 +10,5 @@ mod probe;
 mod process;
 mod reliability;
 mod serve;
+mod stalls;
 mod support;
