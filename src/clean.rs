@@ -12,9 +12,14 @@ use memchr::{memchr, memchr2, memchr3, memchr_iter, memmem};
 /// are affected, and this bounds the memory of a [`Cleaner`].
 const LINE_CAP: usize = 4096;
 
-/// Dollar-quote tags are remembered up to this length; a longer tag is matched on its
-/// prefix and length (pg_dump's own tags are `$$`, `$_$`, `$__$`…).
-const MAX_TAG: usize = 64;
+/// Dollar-quote tags are remembered whole, up to this length, and matched exactly. pg_dump's
+/// tags are `$$`, `$_$`, `$_X$`…, longer only when the body holds the shorter ones, so a
+/// longer tag is made on purpose: after one the cleaner can no longer tell where the body
+/// ends, and keeps the rest of the dump as it is ([`Mode::Verbatim`]) rather than guess.
+const MAX_TAG: usize = 64 * 1024;
+
+/// The tag buffer's capacity kept between dollar quotes; a longer tag's is given back.
+const TAG_CAPACITY: usize = 64;
 
 /// Rule 3: lines dropped when equal to one of these (ignoring a trailing `\r`) and whole
 /// statements, not part of a longer one.
@@ -88,6 +93,8 @@ enum Mode {
     DollarOpen,
     Dollar,
     DollarClose(usize),
+    /// After a dollar-quote tag longer than [`MAX_TAG`]: everything is kept, to the end.
+    Verbatim,
     /// COPY data; the count says how much of a `\.` line has been seen at the start of the
     /// current line: 0 none (mid-line), 1 line start, 2 `\`, 3 `\.`, 4 `\.\r`.
     Copy(u8),
@@ -145,7 +152,9 @@ impl Edge {
 ///
 /// Memory does not grow with the input: the struct itself (under 512 bytes, mostly the
 /// prebuilt `\.` searcher) plus one 4 KiB buffer, allocated by `new`, for the prefix of an
-/// undecided top-level line. Each `feed` appends at most `input.len()` + 4 KiB to `out`.
+/// undecided top-level line, and the tag of the current dollar quote (64 bytes, more only
+/// while a longer tag is open, at most [`MAX_TAG`]). Each `feed` appends at most
+/// `input.len()` + 4 KiB to `out`.
 #[derive(Clone, Debug)]
 pub struct Cleaner {
     mode: Mode,
@@ -162,8 +171,8 @@ pub struct Cleaner {
     line_open: bool,
     /// The last two bytes of earlier chunks, for the look-behind of `E'` and `$`.
     last: [u8; 2],
-    tag: [u8; MAX_TAG],
-    tag_len: usize,
+    /// The tag of the dollar quote being opened or scanned, without its dollars.
+    tag: Vec<u8>,
     pend: Vec<u8>,
     edge: Edge,
     /// Built once: a `\.` line can only follow a `\n`.
@@ -187,8 +196,7 @@ impl Cleaner {
             copy_line: true,
             line_open: false,
             last: [b'\n'; 2],
-            tag: [0; MAX_TAG],
-            tag_len: 0,
+            tag: Vec::with_capacity(TAG_CAPACITY),
             pend: Vec::with_capacity(LINE_CAP),
             edge: Edge::default(),
             copy_end: memmem::Finder::new(b"\n\\."),
@@ -354,19 +362,31 @@ impl Cleaner {
                 (pos, false)
             }
             Mode::DollarOpen => {
-                if b == b'$' {
-                    self.mode = Mode::Dollar;
-                } else if is_tag_byte(b, self.tag_len == 0) {
-                    if let Some(slot) = self.tag.get_mut(self.tag_len) {
-                        *slot = b;
-                    }
-                    self.tag_len = self.tag_len.saturating_add(1);
-                } else {
-                    // `$1`, or `$name` with no closing `$`: plain code after all.
-                    self.mode = Mode::Code;
-                    return (pos, false);
+                // The tag's bytes are taken as one run (a tag is usually whole in the chunk).
+                let rest = &input[pos..];
+                let first = self.tag.is_empty();
+                let n = rest
+                    .iter()
+                    .enumerate()
+                    .take_while(|&(i, &b)| is_tag_byte(b, first && i == 0))
+                    .count();
+                if self.tag.len() + n > MAX_TAG {
+                    self.mode = Mode::Verbatim;
+                    return (input.len(), false);
                 }
-                (pos + 1, false)
+                self.tag.extend_from_slice(&rest[..n]);
+                match rest.get(n) {
+                    None => (input.len(), false),
+                    Some(b'$') => {
+                        self.mode = Mode::Dollar;
+                        (pos + n + 1, false)
+                    }
+                    // `$1`, or `$name` with no closing `$`: plain code after all.
+                    Some(_) => {
+                        self.mode = Mode::Code;
+                        (pos + n, false)
+                    }
+                }
             }
             Mode::Dollar => match seek1(&input[pos..], b'$', watch) {
                 Some(i) if input[pos + i] == b'\n' => (pos + i + 1, true),
@@ -376,28 +396,29 @@ impl Cleaner {
                 }
                 None => (input.len(), false),
             },
+            // After a `$` in the body: the tag must follow exactly, then a `$`.
             Mode::DollarClose(seen) => {
-                let matched = if seen == self.tag_len {
-                    b == b'$'
-                } else {
-                    match self.tag.get(seen) {
-                        Some(&t) => b == t,
-                        None => is_tag_byte(b, false),
+                let rest = &input[pos..];
+                let want = &self.tag[seen..];
+                let n = want.iter().zip(rest).take_while(|(t, b)| t == b).count();
+                match rest.get(n) {
+                    None => {
+                        self.mode = Mode::DollarClose(seen + n);
+                        (input.len(), false)
                     }
-                };
-                if !matched {
+                    Some(b'$') if n == want.len() => {
+                        self.mode = Mode::Code;
+                        (pos + n + 1, false)
+                    }
                     // Rescan the byte: it may be the `$` of the real closing tag.
-                    self.mode = Mode::Dollar;
-                    return (pos, false);
+                    Some(_) => {
+                        self.mode = Mode::Dollar;
+                        (pos + n, false)
+                    }
                 }
-                self.mode = if seen == self.tag_len {
-                    Mode::Code
-                } else {
-                    Mode::DollarClose(seen + 1)
-                };
-                (pos + 1, false)
             }
             Mode::Copy(seen) => self.copy(input, pos, seen),
+            Mode::Verbatim => (input.len(), false),
         }
     }
 
@@ -453,7 +474,8 @@ impl Cleaner {
                 self.stmt_start = false;
                 // In `a$b$` the `$` continues an identifier.
                 if !is_ident(self.byte_before(input, at, 1)) {
-                    self.tag_len = 0;
+                    self.tag.clear();
+                    self.tag.shrink_to(TAG_CAPACITY);
                     self.mode = Mode::DollarOpen;
                 }
             }
@@ -773,7 +795,9 @@ mod tests {
     fn cleaned(input: &str) -> String {
         let input = input.as_bytes();
         let whole = clean(input);
-        let step = (input.len() / 3000).max(1);
+        // Fewer splits of very long inputs, to keep the unoptimised test build quick.
+        let splits = if input.len() > 50_000 { 100 } else { 3000 };
+        let step = (input.len() / splits).max(1);
         for cut in (0..=input.len()).step_by(step) {
             let mut out = Vec::new();
             let mut cleaner = Cleaner::new();
@@ -842,6 +866,48 @@ mod tests {
              #drop SET statement_timeout = 0;\n\
              SELECT $é$\n\n$é$, $1, $$$$, x$y$;\n#drop -- the last one was no quote\n",
         );
+    }
+
+    /// The tag pg_dump gives a body that holds `len - 1` bytes of its own tag sequence
+    /// (`$_XXXXXXX_XXX…`), without the dollars: `len` bytes.
+    fn pg_dump_tag(len: usize) -> String {
+        "_XXXXXXX".chars().cycle().take(len).collect()
+    }
+
+    /// Regression: tags were remembered up to 64 bytes and past that any tag byte matched,
+    /// so a look-alike tag of the same length in the body closed it early, and the lines
+    /// after it were cleaned as top-level code (then the real closing tag opened a quote
+    /// that never ended, keeping `\unrestrict`).
+    #[test]
+    fn long_dollar_tag_lookalike_does_not_close_body() {
+        for len in [65, 100, 1000] {
+            let tag = pg_dump_tag(len);
+            let mut lookalike = tag.clone();
+            lookalike.replace_range(len - 1.., "Y");
+            check(&format!(
+                "CREATE FUNCTION public.f() RETURNS text\n    LANGUAGE plpgsql\n    AS ${tag}$\n\
+                 BEGIN\n  PERFORM '${lookalike}$ ${}';\n\n-- not a comment: in a string\n\
+                 SET lock_timeout = 0;\n\\restrict k';\n  RETURN 1;\nEND\n${tag}$;\n#drop \n\
+                 #drop SET lock_timeout = 0;\n#drop \\unrestrict k\n",
+                &tag[..len - 1]
+            ));
+        }
+    }
+
+    /// A tag longer than the cleaner remembers is never closed by a look-alike: from there on
+    /// the dump is kept as it is, whatever the chunks.
+    #[test]
+    fn overlong_dollar_tag_keeps_the_rest_of_the_dump() {
+        let tag = pg_dump_tag(MAX_TAG + 1);
+        let lookalike = format!("{}Y", &tag[..MAX_TAG]);
+        check(&format!(
+            "#drop SET lock_timeout = 0;\nSELECT ${tag}$ ${lookalike}$\n\n-- kept\n${tag}$;\n\n\
+             -- kept too\nSET lock_timeout = 0;\n\\unrestrict k\n"
+        ));
+        let at_limit = pg_dump_tag(MAX_TAG);
+        check(&format!(
+            "SELECT ${at_limit}$\n\n${at_limit}$;\n#drop \n#drop SET lock_timeout = 0;\n"
+        ));
     }
 
     #[test]

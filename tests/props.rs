@@ -445,15 +445,36 @@ fn literal() -> impl Strategy<Value = String> {
     })
 }
 
-/// A dollar-quoted body with a tag that does not occur in it, chosen as pg_dump does
-/// (`$$`, `$_$`, `$__$`, …), or a named one.
+/// The bytes pg_dump appends, in turn, to a dollar-quote tag the body holds.
+const TAG_SUFFIXES: &str = "_XXXXXXX";
+
+/// A look-alike of a tag pg_dump makes: `$_XXXXXXX_X…` of any length up to 1,100 bytes,
+/// often followed by a `$` (a close of a shorter tag) or by another byte and a `$` (a close
+/// of another tag of the same length).
+fn tag_lookalike() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![3 => 0..80usize, 1 => 60..1100usize],
+        select(vec!["", "$", "Y$", "é$", "X", "\n"]),
+    )
+        .prop_map(|(len, end)| {
+            let tag: String = TAG_SUFFIXES.chars().cycle().take(len).collect();
+            format!("${tag}{end}")
+        })
+}
+
+/// A dollar-quoted body with a tag that does not occur in it, chosen as pg_dump does (`$$`,
+/// `$_$`, `$_X$`, …, growing while the body holds it, so that look-alikes in the body make
+/// long tags), or a named one.
 fn dollar_quoted() -> impl Strategy<Value = String> {
-    (text(), select(vec!["", "body", "f_1", "é"])).prop_map(|(body, named)| {
+    let piece = prop_oneof![3 => text(), 1 => tag_lookalike()];
+    (vec(piece, 0..4), select(vec!["", "body", "f_1", "é"])).prop_map(|(body, named)| {
+        let body = body.concat();
         let mut tag = named.to_owned();
         if body.contains(&format!("${tag}")) {
-            tag = "_".to_owned();
+            tag.clear();
+            let mut suffixes = TAG_SUFFIXES.chars().cycle();
             while body.contains(&format!("${tag}")) {
-                tag.push('_');
+                tag.extend(suffixes.next());
             }
         }
         format!("${tag}${body}${tag}$")
@@ -666,6 +687,12 @@ fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
     .map(|s| s.as_bytes().to_vec())
     .collect();
     fragments.extend([vec![b' '; 5000], vec![0xff], vec![0xc3]]);
+    // Long dollar-quote tags and look-alikes of them (same length, last byte changed).
+    let long_tag: String = TAG_SUFFIXES.chars().cycle().take(100).collect();
+    fragments.extend([
+        format!("${long_tag}$").into_bytes(),
+        format!("${}Y$", &long_tag[..99]).into_bytes(),
+    ]);
     let piece = prop_oneof![
         4 => select(fragments),
         1 => vec(any::<u8>(), 1..8),
