@@ -21,25 +21,84 @@ const MAX_TAG: usize = 64 * 1024;
 /// The tag buffer's capacity kept between dollar quotes; a longer tag's is given back.
 const TAG_CAPACITY: usize = 64;
 
+/// A line of rule 3, and the session setting it gives the value a new session has (empty
+/// for the two that are not settings).
+struct Dropped {
+    line: &'static [u8],
+    setting: &'static [u8],
+}
+
 /// Rule 3: lines dropped when equal to one of these (ignoring a trailing `\r`) and whole
-/// statements, not part of a longer one.
-const DROPPED: [&[u8]; 15] = [
-    b"SET statement_timeout = 0;",
-    b"SET lock_timeout = 0;",
-    b"SET idle_in_transaction_session_timeout = 0;",
-    b"SET client_encoding = 'UTF8';",
-    b"SET standard_conforming_strings = on;",
-    b"SELECT pg_catalog.set_config('search_path', '', false);",
-    b"SET xmloption = content;",
-    b"SET client_min_messages = warning;",
-    b"SET row_security = off;",
-    b"SET default_tablespace = '';",
-    b"SET default_with_oids = false;",
-    b"SET default_table_access_method = heap;",
-    b"CREATE SCHEMA public;",
-    b"COMMENT ON SCHEMA public IS 'standard public schema';",
-    b"SET transaction_timeout = 0;",
+/// statements, not part of a longer one. pg_dump also writes some of them mid-dump, to put a
+/// setting back after objects that needed another value (`SET default_tablespace = ts1;` …
+/// `SET default_tablespace = '';`): such a line is kept while a kept line has changed its
+/// setting, as dropping it would leave the change in force for the rest of the replay.
+const DROPPED: [Dropped; 15] = [
+    Dropped {
+        line: b"SET statement_timeout = 0;",
+        setting: b"statement_timeout",
+    },
+    Dropped {
+        line: b"SET lock_timeout = 0;",
+        setting: b"lock_timeout",
+    },
+    Dropped {
+        line: b"SET idle_in_transaction_session_timeout = 0;",
+        setting: b"idle_in_transaction_session_timeout",
+    },
+    Dropped {
+        line: b"SET client_encoding = 'UTF8';",
+        setting: b"client_encoding",
+    },
+    Dropped {
+        line: b"SET standard_conforming_strings = on;",
+        setting: b"standard_conforming_strings",
+    },
+    Dropped {
+        line: b"SELECT pg_catalog.set_config('search_path', '', false);",
+        setting: b"search_path",
+    },
+    Dropped {
+        line: b"SET xmloption = content;",
+        setting: b"xmloption",
+    },
+    Dropped {
+        line: b"SET client_min_messages = warning;",
+        setting: b"client_min_messages",
+    },
+    Dropped {
+        line: b"SET row_security = off;",
+        setting: b"row_security",
+    },
+    Dropped {
+        line: b"SET default_tablespace = '';",
+        setting: b"default_tablespace",
+    },
+    Dropped {
+        line: b"SET default_with_oids = false;",
+        setting: b"default_with_oids",
+    },
+    Dropped {
+        line: b"SET default_table_access_method = heap;",
+        setting: b"default_table_access_method",
+    },
+    Dropped {
+        line: b"CREATE SCHEMA public;",
+        setting: b"",
+    },
+    Dropped {
+        line: b"COMMENT ON SCHEMA public IS 'standard public schema';",
+        setting: b"",
+    },
+    Dropped {
+        line: b"SET transaction_timeout = 0;",
+        setting: b"transaction_timeout",
+    },
 ];
+
+/// How the lines that change a setting begin: `SET name …` and
+/// `SELECT pg_catalog.set_config('name', …)`.
+const SETS: [&[u8]; 2] = [b"SET ", b"SELECT pg_catalog.set_config('"];
 
 /// The two ways a Hasura trigger line (rule 4) can begin.
 const TRIGGER_HEADS: [&[u8]; 2] = [
@@ -175,6 +234,7 @@ pub struct Cleaner {
     tag: Vec<u8>,
     pend: Vec<u8>,
     edge: Edge,
+    rules: Rules,
     /// Built once: a `\.` line can only follow a `\n`.
     copy_end: memmem::Finder<'static>,
 }
@@ -199,6 +259,7 @@ impl Cleaner {
             tag: Vec::with_capacity(TAG_CAPACITY),
             pend: Vec::with_capacity(LINE_CAP),
             edge: Edge::default(),
+            rules: Rules::default(),
             copy_end: memmem::Finder::new(b"\n\\."),
         }
     }
@@ -606,10 +667,10 @@ impl Cleaner {
         self.line_starts_stmt && self.stmt_start && top_level
     }
 
-    /// The [`verdict`] on the pending line `pend + part`, without copying a long `part`.
+    /// The [`Rules::verdict`] on the pending line `pend + part`, without copying a long `part`.
     fn judge(&mut self, part: &[u8], complete: bool, statements: bool) -> Option<Disp> {
         if self.pend.is_empty() {
-            return verdict(part, complete, statements);
+            return self.rules.verdict(part, complete, statements);
         }
         if self.pend.len() + part.len() > LINE_CAP {
             let mut first = [0; 2];
@@ -624,7 +685,7 @@ impl Cleaner {
         }
         let len = self.pend.len();
         self.pend.extend_from_slice(part);
-        let verdict = verdict(&self.pend, complete, statements);
+        let verdict = self.rules.verdict(&self.pend, complete, statements);
         self.pend.truncate(len);
         verdict
     }
@@ -639,44 +700,96 @@ pub fn clean(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The fate of a top-level line (without its `\n`), or of its prefix when not `complete`;
-/// `None` while undecided. Rules 3 and 4 apply to a complete line that is whole `statements`.
-fn verdict(line: &[u8], complete: bool, statements: bool) -> Option<Disp> {
-    if marked(line) {
-        return Some(Disp::Drop);
-    }
-    if line.len() > LINE_CAP {
-        return Some(Disp::Keep);
-    }
-    // Dropped lines other than blank ones begin with one of these bytes: any other first byte
-    // settles most lines at once.
-    match line.first() {
-        Some(b'S' | b'C' | b'-') | None => {}
-        Some(&b) if CLASS[usize::from(b)] == WS => {
-            let blank = line.iter().all(|&b| CLASS[usize::from(b)] == WS);
-            return match (blank, complete) {
-                (false, _) => Some(Disp::Keep),
-                (true, true) => Some(Disp::Drop),
-                (true, false) => None,
-            };
+/// The state rules 1–5 need beyond the line at hand: which of rule 3's settings a kept
+/// line has changed since the setting last had its usual value.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rules {
+    /// Bit `i`: [`DROPPED`]`[i]`'s setting has been changed.
+    changed: u16,
+}
+
+impl Rules {
+    /// The fate of a top-level line (without its `\n`), or of its prefix when not `complete`;
+    /// `None` while undecided. Rules 3 and 4 apply to a complete line that is whole
+    /// `statements`. Called once per line with a verdict.
+    fn verdict(&mut self, line: &[u8], complete: bool, statements: bool) -> Option<Disp> {
+        if marked(line) {
+            return Some(Disp::Drop);
         }
-        Some(_) => return Some(Disp::Keep),
+        if line.len() > LINE_CAP {
+            return Some(Disp::Keep);
+        }
+        // Dropped lines other than blank ones begin with one of these bytes: any other first
+        // byte settles most lines at once.
+        match line.first() {
+            Some(b'S' | b'C' | b'-') | None => {}
+            Some(&b) if CLASS[usize::from(b)] == WS => {
+                let blank = line.iter().all(|&b| CLASS[usize::from(b)] == WS);
+                return match (blank, complete) {
+                    (false, _) => Some(Disp::Keep),
+                    (true, true) => Some(Disp::Drop),
+                    (true, false) => None,
+                };
+            }
+            Some(_) => return Some(Disp::Keep),
+        }
+        let blank = line.iter().all(|&b| CLASS[usize::from(b)] == WS);
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
+        if complete {
+            let drop = blank
+                || match DROPPED.iter().position(|d| d.line == body) {
+                    Some(i) => statements && self.restores(i),
+                    None => {
+                        self.note_change(body);
+                        statements && is_hasura_trigger(body)
+                    }
+                };
+            return Some(if drop { Disp::Drop } else { Disp::Keep });
+        }
+        // A line that may change a setting is read whole, whatever the chunks.
+        let open = blank
+            || line == b"-"
+            || DROPPED.iter().any(|d| d.line.starts_with(body))
+            || SETS.iter().any(|set| line.starts_with(set))
+            || TRIGGER_HEADS.iter().any(|head| {
+                let n = head.len().min(line.len());
+                head[..n] == line[..n]
+            });
+        (!open).then_some(Disp::Keep)
     }
-    let blank = line.iter().all(|&b| CLASS[usize::from(b)] == WS);
-    let body = line.strip_suffix(b"\r").unwrap_or(line);
-    if complete {
-        let statement = statements && (DROPPED.contains(&body) || is_hasura_trigger(body));
-        let drop = blank || statement;
-        return Some(if drop { Disp::Drop } else { Disp::Keep });
+
+    /// Whether the statement `DROPPED[i]` is redundant, as its setting already has the value
+    /// it gives; if not, it is kept and the setting has that value again.
+    fn restores(&mut self, i: usize) -> bool {
+        let bit = 1 << i;
+        let redundant = self.changed & bit == 0;
+        self.changed &= !bit;
+        redundant
     }
-    let open = blank
-        || line == b"-"
-        || DROPPED.iter().any(|d| d.starts_with(body))
-        || TRIGGER_HEADS.iter().any(|head| {
-            let n = head.len().min(line.len());
-            head[..n] == line[..n]
-        });
-    (!open).then_some(Disp::Keep)
+
+    /// Records that a kept line changes one of rule 3's settings, the way pg_dump writes
+    /// such lines ([`SETS`]).
+    fn note_change(&mut self, line: &[u8]) {
+        let (rest, set_config) = match line.strip_prefix(SETS[0]) {
+            Some(rest) => (rest.strip_prefix(b"SESSION ").unwrap_or(rest), false),
+            None => match line.strip_prefix(SETS[1]) {
+                Some(rest) => (rest, true),
+                None => return,
+            },
+        };
+        let names = |d: &Dropped| {
+            let after = rest.strip_prefix(d.setting)?;
+            let ends = match after.first() {
+                None => true,
+                Some(&b) if set_config => b == b'\'',
+                Some(&b) => !is_ident(b),
+            };
+            (ends && !d.setting.is_empty()).then_some(())
+        };
+        if let Some(i) = DROPPED.iter().position(|d| names(d).is_some()) {
+            self.changed |= 1 << i;
+        }
+    }
 }
 
 /// Rules 2 and 5, decided by a line's first bytes whatever its length.
@@ -996,6 +1109,48 @@ $$;
              SET lock_timeout = 0;\n#drop SET lock_timeout = 0;\n\
              SELECT 1\nCREATE SCHEMA public;\n#drop CREATE SCHEMA public;\n\
              SELECT 1;\nSELECT 2\nSET lock_timeout = 0;\n",
+        );
+    }
+
+    /// Regression: pg_dump changes `default_tablespace` and `default_table_access_method`
+    /// before objects that need another value and sets them back after; rule 3 dropped the
+    /// resets, so every later table landed in the last tablespace or access method named.
+    #[test]
+    fn setting_reset_after_a_kept_change_is_kept() {
+        check(
+            "#drop SET default_tablespace = '';\n#drop SET default_table_access_method = heap;\n\
+             CREATE TABLE public.plain (a integer);\n\
+             SET default_tablespace = ts1;\nCREATE TABLE public.fast (a integer);\n\
+             SET default_table_access_method = heap2;\nCREATE TABLE public.other (a integer);\n\
+             SET default_tablespace = '';\n#drop SET default_tablespace = '';\n\
+             SET default_table_access_method = heap;\nCREATE TABLE public.again (a integer);\n\
+             #drop SET default_table_access_method = heap;\n\
+             SET default_tablespace = \"odd ts\";\n#drop \n#drop -- x\n\
+             SET default_tablespace = '';\r\n#drop SET default_tablespace = '';\r\n\
+             SET default_with_oids = true;\nSET default_with_oids = false;\n\
+             #drop SET default_with_oids = false;\n\
+             SET search_path = public, pg_catalog;\n\
+             SELECT pg_catalog.set_config('search_path', '', false);\n\
+             #drop SELECT pg_catalog.set_config('search_path', '', false);\n\
+             SELECT pg_catalog.set_config('search_path', 'public', false);\n\
+             SELECT pg_catalog.set_config('search_path', '', false);\n\
+             SET statement_timeout = 5;\nSET statement_timeout = 0;\n\
+             #drop SET statement_timeout = 0;\n\
+             SET SESSION lock_timeout TO 5;\nSET lock_timeout = 0;\n\
+             #drop SET lock_timeout = 0;\n",
+        );
+        // Not changes: longer names, the setting in a function's SET clause, text in a body.
+        check(
+            "SET default_tablespace_x = ts1;\nSET lock_timeoutx = 5;\n\
+             #drop SET default_tablespace = '';\n#drop SET lock_timeout = 0;\n\
+             CREATE FUNCTION public.f() RETURNS integer LANGUAGE sql\n    \
+             SET default_tablespace TO 'ts1'\n    AS $$\nSET default_tablespace = ts1;\n$$;\n\
+             #drop SET default_tablespace = '';\n",
+        );
+        // A reset that is not a whole statement neither drops nor restores.
+        check(
+            "SET default_tablespace = ts1;\nSELECT 1\nSET default_tablespace = '';\n\
+             SELECT 1;\nSET default_tablespace = '';\n#drop SET default_tablespace = '';\n",
         );
     }
 

@@ -3,7 +3,7 @@
 //! the same schema as psql restoring the raw dump.
 
 use crate::clean::{clean_dump, raw_dump, replay};
-use crate::support::{Server, TestDb};
+use crate::support::{cluster, pg_dump_directly, Server, TestDb};
 
 /// The tag pg_dump makes for a body holding `$` and the first `len - 1` bytes of it.
 fn pg_dump_tag(len: usize) -> String {
@@ -62,4 +62,165 @@ async fn long_dollar_tag_lookalike_does_not_close_body() {
             .expect_err("the check must stay");
         assert!(format!("{denied:?}").contains("denied"), "{denied:?}");
     }
+}
+
+/// A tablespace for this test binary's cluster, in a directory the server owns beside its
+/// data directory (removed with the cluster).
+async fn tablespace(db: &TestDb) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let client = db.client().await;
+    let data: String = client
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let data = std::path::Path::new(&data);
+    let name = format!("ts_clean_{}", std::process::id());
+    let dir = data.parent().unwrap().join(&name);
+    std::fs::create_dir(&dir).unwrap();
+    let owner = std::fs::metadata(data).unwrap();
+    std::os::unix::fs::chown(&dir, Some(owner.uid()), Some(owner.gid())).unwrap();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLESPACE {name} LOCATION '{}'",
+            dir.display()
+        ))
+        .await
+        .unwrap();
+    name
+}
+
+/// Many kinds of objects, in and out of a tablespace and a second table access method, in an
+/// order that makes pg_dump change and restore its session settings mid-dump; bodies,
+/// defaults, comments and data that hold what cleaning removes between statements.
+fn varied_schema(ts: &str) -> String {
+    format!(
+        r#"
+CREATE ACCESS METHOD heap2 TYPE TABLE HANDLER heap_tableam_handler;
+CREATE SCHEMA app;
+CREATE TYPE app.mood AS ENUM ('sad', 'ok', 'it''s -- fine');
+CREATE DOMAIN app.posint AS integer CHECK (VALUE > 0);
+CREATE DOMAIN app.note AS text
+    DEFAULT E'line\n\n-- dash\nSET default_tablespace = '''';\n' CHECK (VALUE <> '');
+CREATE TYPE app.pair AS (a integer, b text);
+CREATE TYPE app.floatrange AS RANGE (subtype = float8);
+CREATE COLLATION app.c2 (provider = libc, locale = 'C');
+CREATE SEQUENCE app.counter START 100;
+CREATE TABLE app.fast_first (id integer PRIMARY KEY USING INDEX TABLESPACE {ts}, v text)
+    TABLESPACE {ts};
+CREATE TABLE app.plain_after (id integer PRIMARY KEY, v text COLLATE app.c2 DEFAULT E'a\n\n-- b\n',
+    CONSTRAINT v_check CHECK (v <> E'\n\n'));
+CREATE TABLE app.other_am (id app.posint, m app.mood) USING heap2;
+CREATE TABLE app.plain_again (id serial, n app.note, p app.pair, r app.floatrange,
+    g integer GENERATED ALWAYS AS (id * 2) STORED);
+CREATE TABLE app.both_kinds (id integer) USING heap2 TABLESPACE {ts};
+CREATE TABLE app.last_plain (id integer, body text);
+CREATE TABLE app."Odd
+Name -- x" ("col
+
+-- y" text) TABLESPACE {ts};
+CREATE INDEX fast_idx ON app.plain_after (v) TABLESPACE {ts};
+CREATE INDEX plain_idx ON app.last_plain (id);
+CREATE TABLE app.events (id integer, at date, payload text) PARTITION BY RANGE (at);
+CREATE TABLE app.events_2024 PARTITION OF app.events
+    FOR VALUES FROM ('2024-01-01') TO ('2025-01-01') TABLESPACE {ts};
+CREATE TABLE app.events_2025 PARTITION OF app.events
+    FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE app.events_other PARTITION OF app.events DEFAULT USING heap2;
+CREATE FUNCTION app.body_fn() RETURNS text LANGUAGE plpgsql AS $f$
+BEGIN
+
+  -- a comment line
+SET default_tablespace = '';
+  RETURN '$_XXXXXXX$ and $$ and
+SET default_table_access_method = heap;
+
+-- not a comment
+\unrestrict x';
+END
+$f$;
+CREATE FUNCTION app.with_settings() RETURNS integer LANGUAGE sql
+    SET search_path = app SET default_tablespace = '' AS 'SELECT 1';
+CREATE PROCEDURE app.proc(x integer) LANGUAGE plpgsql AS $$ BEGIN PERFORM x; END $$;
+CREATE FUNCTION app.trig() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER t_when BEFORE UPDATE ON app.plain_after FOR EACH ROW
+    WHEN (OLD.v IS DISTINCT FROM NEW.v AND NEW.v <> E'x\n\n-- y') EXECUTE FUNCTION app.trig();
+CREATE VIEW app.v AS SELECT id, v || E'\n\n-- v' AS w FROM app.plain_after;
+CREATE MATERIALIZED VIEW app.mv TABLESPACE {ts} AS SELECT id FROM app.fast_first;
+CREATE MATERIALIZED VIEW app.mv_plain AS SELECT id FROM app.last_plain;
+COMMENT ON TABLE app.fast_first IS E'multi\n\n-- line\nSET default_table_access_method = heap;\n';
+COMMENT ON FUNCTION app.body_fn() IS E'\nSET default_tablespace = '''';\n';
+CREATE AGGREGATE app.my_sum(integer) (sfunc = int4pl, stype = integer);
+CREATE RULE r_ins AS ON INSERT TO app.v DO INSTEAD
+    INSERT INTO app.plain_after (id, v) VALUES (NEW.id, NEW.w);
+ALTER TABLE app.last_plain ENABLE ROW LEVEL SECURITY;
+CREATE POLICY p ON app.last_plain USING (body <> E'-- secret\n');
+CREATE STATISTICS app.st ON id, body FROM app.last_plain;
+CREATE TABLE public.in_public (id integer) TABLESPACE {ts};
+CREATE TABLE public.plain_public (id integer);
+
+INSERT INTO app.fast_first VALUES (1, ''), (2, E'\n\n'), (3, '-- x'), (4, E'\\.');
+INSERT INTO app.plain_after VALUES (1, ''), (2, E'a\n\nSET default_tablespace = '''';');
+INSERT INTO app.other_am VALUES (1, 'ok'), (2, 'it''s -- fine');
+INSERT INTO app.plain_again (n, p, r) VALUES ('x', ROW(1, ''), '[1,2)'), (DEFAULT, NULL, NULL);
+INSERT INTO app.events VALUES (1, '2024-05-01', ''), (2, '2025-05-01', E'\\.'), (3, '2030-01-01', E'\n');
+INSERT INTO app.last_plain VALUES (1, ''), (2, NULL), (3, E'\r');
+INSERT INTO app."Odd
+Name -- x" VALUES (''), (E'\n-- z\n');
+SELECT setval('app.counter', 150);
+SELECT lo_from_bytea(0, 'large object -- data');
+REFRESH MATERIALIZED VIEW app.mv;
+"#
+    )
+}
+
+/// Restores a raw dump with psql, as pg_dump's output is meant to be restored.
+fn psql_restore(db: &TestDb, sql: &str) {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(sql.as_bytes()).unwrap();
+    let output = std::process::Command::new(cluster().bin_dir.join("psql"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])
+        .arg(file.path())
+        .output()
+        .expect("run psql");
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Regression: rule 3 dropped pg_dump's `SET default_tablespace = '';` and
+/// `SET default_table_access_method = heap;` after objects in another tablespace or access
+/// method, so every later table was created there too. A cleaned dump of a varied schema,
+/// replayed through a client that is not psql, must give the same database as psql restoring
+/// the raw dump.
+#[tokio::test]
+async fn setting_reset_after_a_kept_change_is_kept() {
+    let source = TestDb::new().await;
+    let ts = tablespace(&source).await;
+    source
+        .client()
+        .await
+        .batch_execute(&varied_schema(&ts))
+        .await
+        .unwrap();
+    let raw = String::from_utf8(pg_dump_directly(&[], &source.url)).unwrap();
+    for change in [
+        format!("SET default_tablespace = {ts};"),
+        "SET default_table_access_method = heap2;".to_owned(),
+    ] {
+        assert!(raw.contains(&format!("\n{change}\n")), "{raw}");
+    }
+
+    let restored = TestDb::new().await;
+    psql_restore(&restored, &raw);
+    let expected = raw_dump(&restored, &[]);
+    assert_eq!(expected, raw_dump(&source, &[]));
+
+    let server = Server::builder(&source.url).start();
+    let replayed = TestDb::new().await;
+    replay(&replayed.client().await, &clean_dump(&server, &[]).await).await;
+    assert_eq!(raw_dump(&replayed, &[]), expected);
 }
