@@ -741,7 +741,7 @@ impl Rules {
                     Some(i) => statements && self.restores(i),
                     None => {
                         self.note_change(body);
-                        statements && is_hasura_trigger(body)
+                        statements && is_hasura_trigger_statement(body)
                     }
                 };
             return Some(if drop { Disp::Drop } else { Disp::Keep });
@@ -795,6 +795,101 @@ impl Rules {
 /// Rules 2 and 5, decided by a line's first bytes whatever its length.
 fn marked(line: &[u8]) -> bool {
     line.starts_with(b"--") || line.starts_with(b"\\")
+}
+
+/// Rule 4, SQL-aware: `line` is one statement and matches the pattern with the insides of
+/// its literals, comments and quoted identifiers masked, so that text in a `WHEN (…)`
+/// condition or a name cannot stand for the pattern's keywords.
+fn is_hasura_trigger_statement(line: &[u8]) -> bool {
+    if !TRIGGER_HEADS.iter().any(|head| line.starts_with(head)) {
+        return false;
+    }
+    mask_statement(line).is_some_and(|masked| is_hasura_trigger(&masked))
+}
+
+/// Stands for a masked byte: in no keyword, name or punctuation of the pattern.
+const MASK: u8 = b'#';
+
+/// `line` (whole statements, top-level code at both ends) with the insides of its string
+/// literals, dollar quotes and comments masked, and in quoted identifiers every byte that
+/// cannot be in an unquoted name; `None` unless it is one statement, ending at its last byte.
+fn mask_statement(line: &[u8]) -> Option<Vec<u8>> {
+    let mut out = line.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        let b = out[i];
+        let next = out.get(i + 1).copied();
+        match b {
+            b';' if i + 1 < out.len() => return None,
+            b'\'' => {
+                let escapes =
+                    i > 0 && matches!(out[i - 1], b'E' | b'e') && (i < 2 || !is_ident(out[i - 2]));
+                i = mask_quoted(&mut out, i + 1, b'\'', escapes, |_| true);
+            }
+            b'"' => i = mask_quoted(&mut out, i + 1, b'"', false, |b| !is_ident(b) || b == b'$'),
+            b'-' if next == Some(b'-') => {
+                out[i..].fill(MASK);
+                i = out.len();
+            }
+            b'/' if next == Some(b'*') => {
+                // Nesting does not matter: the scanner found the line's end at top level.
+                let end = memmem::find(&out[i + 2..], b"*/").map_or(out.len(), |e| i + 2 + e + 2);
+                out[i..end].fill(MASK);
+                i = end;
+            }
+            b'$' if i == 0 || !is_ident(out[i - 1]) => {
+                let tag_len = out[i + 1..]
+                    .iter()
+                    .enumerate()
+                    .take_while(|&(k, &b)| is_tag_byte(b, k == 0))
+                    .count();
+                let open = i + 1 + tag_len;
+                if out.get(open) != Some(&b'$') {
+                    i += 1;
+                    continue;
+                }
+                let tag = out[i..=open].to_vec();
+                let end = memmem::find(&out[open + 1..], &tag).map_or(out.len(), |e| open + 1 + e);
+                out[open + 1..end].fill(MASK);
+                i = end + tag.len();
+            }
+            _ => i += 1,
+        }
+    }
+    Some(out)
+}
+
+/// Masks a quoted token's bytes from `from` (after its opening quote) for which `hidden`
+/// holds, through its closing `quote` (a doubled quote, or with `escapes` a backslash, does
+/// not close it); returns the position after the closing quote.
+fn mask_quoted(
+    out: &mut [u8],
+    mut i: usize,
+    quote: u8,
+    escapes: bool,
+    hidden: impl Fn(u8) -> bool,
+) -> usize {
+    while i < out.len() {
+        let b = out[i];
+        if escapes && b == b'\\' && i + 1 < out.len() {
+            out[i..i + 2].fill(MASK);
+            i += 2;
+            continue;
+        }
+        if b == quote {
+            if out.get(i + 1) != Some(&quote) {
+                return i + 1;
+            }
+            out[i..i + 2].fill(MASK);
+            i += 2;
+            continue;
+        }
+        if hidden(b) {
+            out[i] = MASK;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Rule 4 without a regex engine. In the SPEC pattern `.+"?` accepts what `.+` accepts, so
@@ -1084,6 +1179,42 @@ $$;
     #[test]
     fn hasura_event_triggers_are_dropped() {
         check(TRIGGERS);
+    }
+
+    /// Regression: Hasura's pattern matched text inside a trigger's `WHEN (…)` string (or a
+    /// quoted name, or a second statement on the line), and rule 4 dropped a trigger that
+    /// calls no Hasura function. The rule now reads the statement with those masked.
+    #[test]
+    fn hasura_pattern_in_a_when_literal_keeps_the_trigger() {
+        check(
+            "CREATE TRIGGER notify_hasura_audit AFTER INSERT ON public.t FOR EACH ROW \
+             WHEN ((new.a <> ' FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x'::text)) \
+             EXECUTE FUNCTION public.audit();\n\
+             CREATE TRIGGER notify_hasura_audit AFTER INSERT ON public.t FOR EACH ROW \
+             WHEN ((new.a <> E'\\' FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x')) \
+             EXECUTE FUNCTION public.audit();\n\
+             CREATE TRIGGER notify_hasura_audit AFTER INSERT ON public.t FOR EACH ROW \
+             WHEN ((new.a <> $q$ FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x$q$)) \
+             EXECUTE FUNCTION public.audit();\n\
+             CREATE TRIGGER notify_hasura_audit AFTER INSERT ON public.\"t FOR EACH ROW EXECUTE \
+             FUNCTION hdb_catalog.notify_hasura_x\" FOR EACH ROW EXECUTE FUNCTION public.audit();\n\
+             CREATE TRIGGER notify_hasura_audit AFTER INSERT ON public.t /* FOR EACH ROW EXECUTE \
+             FUNCTION hdb_catalog.notify_hasura_x */ FOR EACH ROW EXECUTE FUNCTION public.audit();\n\
+             CREATE TRIGGER notify_hasura_a AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION \
+             public.audit(); CREATE TRIGGER notify_hasura_b AFTER INSERT ON t FOR EACH ROW \
+             EXECUTE FUNCTION hdb_catalog.notify_hasura_b();\n\
+             CREATE TRIGGER \"notify_hasura_x\" AFTER INSERT ON public.\"t; it's\" FOR EACH ROW \
+             EXECUTE FUNCTION \"hdb_catalog.notify_hasura_x\"();\n\
+             #drop CREATE TRIGGER \"notify_hasura_it's_INSERT\" AFTER INSERT ON public.\"t'; x\" \
+             FOR EACH ROW EXECUTE FUNCTION \"hdb_catalog\".\"notify_hasura_it's_INSERT\"();\n\
+             #drop CREATE TRIGGER notify_hasura_e AFTER DELETE ON public.\"a\"\"b\" FOR EACH ROW \
+             EXECUTE PROCEDURE hdb_catalog.notify_hasura_e();\n",
+        );
+        assert_eq!(
+            mask_statement(b"SELECT 'a;b', \"c d\", E'\\'', $t$ $ $t$, 1 -- x;"),
+            Some(b"SELECT '###', \"c#d\", E'##', $t$###$t$, 1 #####".to_vec())
+        );
+        assert_eq!(mask_statement(b"SELECT 1; SELECT 2;"), None);
     }
 
     /// Regression: a Hasura trigger on a table whose name holds a newline is one statement

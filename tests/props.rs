@@ -545,9 +545,32 @@ static HASURA_TRIGGER: LazyLock<regex::Regex> = LazyLock::new(|| {
     .expect("valid pattern")
 });
 
+/// A string literal in a trigger's `WHEN` condition, often holding the words of Hasura's
+/// pattern: its opening (`'` or `E'`) and its text as written between the quotes.
+fn when_literal() -> impl Strategy<Value = (String, String)> {
+    let text = prop_oneof![
+        1 => text(),
+        2 => Just(" FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x".to_owned()),
+        1 => Just("'); x := (' FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_".to_owned()),
+    ];
+    (text, any::<bool>()).prop_map(|(text, escape)| {
+        if escape {
+            (
+                "E'".to_owned(),
+                text.replace('\\', "\\\\").replace('\'', "\\'"),
+            )
+        } else {
+            ("'".to_owned(), text.replace('\'', "''"))
+        }
+    })
+}
+
 /// A `CREATE TRIGGER` statement, often one of Hasura's event triggers. It is removed when it
-/// is a single line matching the SPEC's pattern; a name holding a newline makes the
-/// statement span lines, and then none of its lines is a trigger line to remove.
+/// is a single line matching the SPEC's pattern with its quoted names and the text of its
+/// `WHEN` literal masked: names and literals are often made of the pattern's own words, and
+/// must not stand for them (`ON "t FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x"`
+/// names a table, it calls nothing); a name holding a newline makes the statement span
+/// lines, and then none of its lines is a trigger line to remove.
 fn trigger() -> impl Strategy<Value = Item> {
     let hasura_name = || name().prop_map(|n| format!("notify_hasura_{n}"));
     let trigger_name = prop_oneof![3 => hasura_name(), 1 => name()];
@@ -559,17 +582,52 @@ fn trigger() -> impl Strategy<Value = Item> {
         select(vec!["FUNCTION", "PROCEDURE"]),
         select(vec!["hdb_catalog", "public"]),
         function_name,
+        prop::option::weighted(0.2, when_literal()),
     )
-        .prop_map(|(trigger, event, table, kind, schema, function)| {
+        .prop_map(|(trigger, event, table, kind, schema, function, when)| {
+            // A condition's literal, as pg_dump writes it: `WHEN ((new.a <> 'x'::text))`.
+            let when = |masked: bool| match &when {
+                None => String::new(),
+                Some((open, text)) => {
+                    let text = if masked {
+                        "#".repeat(text.len())
+                    } else {
+                        text.clone()
+                    };
+                    format!(" WHEN ((new.a <> {open}{text}'::text))")
+                }
+            };
             let line = format!(
-                "CREATE TRIGGER {} AFTER {event} ON public.{} FOR EACH ROW EXECUTE {kind} {}.{}();",
+                "CREATE TRIGGER {} AFTER {event} ON public.{} FOR EACH ROW{} EXECUTE {kind} {}.{}();",
                 ident(&trigger),
                 ident(&table),
+                when(false),
                 ident(schema),
                 ident(&function)
             );
             let single = !line.contains('\n');
-            let hasura = single && HASURA_TRIGGER.is_match(&line);
+            // Each name as the pattern sees it: in quotes, bytes of no bare name become `#`.
+            let masked = |name: &str| {
+                let quoted = ident(name);
+                match quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                    Some(inner) => {
+                        let keep = |c: char| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii();
+                        let inner: String =
+                            inner.chars().map(|c| if keep(c) { c } else { '#' }).collect();
+                        format!("\"{inner}\"")
+                    }
+                    None => quoted,
+                }
+            };
+            let seen = format!(
+                "CREATE TRIGGER {} AFTER {event} ON public.{} FOR EACH ROW{} EXECUTE {kind} {}.{}();",
+                masked(&trigger),
+                masked(&table),
+                when(true),
+                ident(schema),
+                masked(&function)
+            );
+            let hasura = single && HASURA_TRIGGER.is_match(&seen);
             Item {
                 text: line + "\n",
                 dropped: hasura,

@@ -3,7 +3,7 @@
 //! the same schema as psql restoring the raw dump.
 
 use crate::clean::{clean_dump, raw_dump, replay};
-use crate::support::{cluster, pg_dump_directly, Server, TestDb};
+use crate::support::{cluster, pg_dump_directly, Server, TestDb, REFERENCE_SCHEMA};
 
 /// The tag pg_dump makes for a body holding `$` and the first `len - 1` bytes of it.
 fn pg_dump_tag(len: usize) -> String {
@@ -145,6 +145,9 @@ CREATE PROCEDURE app.proc(x integer) LANGUAGE plpgsql AS $$ BEGIN PERFORM x; END
 CREATE FUNCTION app.trig() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE TRIGGER t_when BEFORE UPDATE ON app.plain_after FOR EACH ROW
     WHEN (OLD.v IS DISTINCT FROM NEW.v AND NEW.v <> E'x\n\n-- y') EXECUTE FUNCTION app.trig();
+CREATE TRIGGER notify_hasura_decoy AFTER INSERT ON app.last_plain FOR EACH ROW
+    WHEN (NEW.body <> ' FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x')
+    EXECUTE FUNCTION app.trig();
 CREATE VIEW app.v AS SELECT id, v || E'\n\n-- v' AS w FROM app.plain_after;
 CREATE MATERIALIZED VIEW app.mv TABLESPACE {ts} AS SELECT id FROM app.fast_first;
 CREATE MATERIALIZED VIEW app.mv_plain AS SELECT id FROM app.last_plain;
@@ -223,4 +226,43 @@ async fn setting_reset_after_a_kept_change_is_kept() {
     let replayed = TestDb::new().await;
     replay(&replayed.client().await, &clean_dump(&server, &[]).await).await;
     assert_eq!(raw_dump(&replayed, &[]), expected);
+}
+
+/// Regression: rule 4 (Hasura's pattern) matched words inside a trigger's `WHEN (…)` string
+/// literal, so a trigger that only looks like Hasura's by name was dropped from the cleaned
+/// dump. Only Hasura's own triggers go now.
+#[tokio::test]
+async fn hasura_pattern_in_a_when_literal_keeps_the_trigger() {
+    let source = TestDb::with(&format!(
+        "{REFERENCE_SCHEMA}
+CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER notify_hasura_audit AFTER INSERT ON public.articles FOR EACH ROW
+    WHEN (NEW.title <> ' FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x')
+    EXECUTE FUNCTION public.audit();
+CREATE TRIGGER notify_hasura_named AFTER INSERT ON public.articles FOR EACH ROW
+    EXECUTE FUNCTION public.audit();
+"
+    ))
+    .await;
+    let server = Server::builder(&source.url).start();
+    let cleaned = clean_dump(&server, &["--schema-only"]).await;
+    assert!(
+        !cleaned.contains("CREATE TRIGGER \"notify_hasura_articles_"),
+        "{cleaned}"
+    );
+
+    let target = TestDb::new().await;
+    replay(&target.client().await, &cleaned).await;
+    // The same schema as the source's without Hasura's own triggers.
+    let client = source.client().await;
+    for op in ["INSERT", "UPDATE", "DELETE"] {
+        let drop = format!("DROP TRIGGER \"notify_hasura_articles_{op}\" ON public.articles");
+        client.batch_execute(&drop).await.unwrap();
+    }
+    let expected = raw_dump(&source, &["--schema-only"]);
+    assert!(
+        expected.contains("CREATE TRIGGER notify_hasura_audit "),
+        "{expected}"
+    );
+    assert_eq!(raw_dump(&target, &["--schema-only"]), expected);
 }
