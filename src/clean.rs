@@ -15,7 +15,7 @@ mod rules;
 use memchr::{memchr, memchr2, memchr3, memmem};
 
 use bytes::{is_ident, is_tag_byte, SPACES};
-use rules::{marked, Disp, Rules, LINE_CAP};
+use rules::{Disp, Rules, LINE_CAP, LONG_HEAD};
 
 /// Dollar-quote tags are remembered whole, up to this length, and matched exactly. pg_dump's
 /// tags are `$$`, `$_$`, `$_X$`…, longer only when the body holds the shorter ones, so a
@@ -583,15 +583,13 @@ impl Cleaner {
             return self.rules.verdict(part, complete, statements);
         }
         if self.pend.len() + part.len() > LINE_CAP {
-            let mut first = [0; 2];
-            for (slot, &b) in first.iter_mut().zip(self.pend.iter().chain(part)) {
-                *slot = b;
-            }
-            return Some(if marked(&first) {
-                Disp::Drop
-            } else {
-                Disp::Keep
-            });
+            let mut head = [0; LONG_HEAD];
+            let n = head
+                .iter_mut()
+                .zip(self.pend.iter().chain(part))
+                .map(|(slot, &b)| *slot = b)
+                .count();
+            return Some(self.rules.long_verdict(&head[..n]));
         }
         let len = self.pend.len();
         self.pend.extend_from_slice(part);
@@ -933,6 +931,13 @@ $$;
              SET default_tablespace TO 'ts1'\n    AS $$\nSET default_tablespace = ts1;\n$$;\n\
              #drop SET default_tablespace = '';\n",
         );
+        // A change longer than the cleaner holds counts too, however the chunks fall.
+        check(&format!(
+            "SET search_path = {}pg_catalog;\n\
+             SELECT pg_catalog.set_config('search_path', '', false);\n\
+             #drop SELECT pg_catalog.set_config('search_path', '', false);\n",
+            "app, ".repeat(LINE_CAP / 4)
+        ));
         // A reset that is not a whole statement neither drops nor restores.
         check(
             "SET default_tablespace = ts1;\nSELECT 1\nSET default_tablespace = '';\n\

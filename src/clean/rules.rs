@@ -12,6 +12,9 @@ use super::bytes::{is_ident, is_space, is_tag_byte};
 /// are affected, and this bounds the memory of a [`super::Cleaner`].
 pub(super) const LINE_CAP: usize = 4096;
 
+/// How many of its first bytes decide a line longer than [`LINE_CAP`].
+pub(super) const LONG_HEAD: usize = 128;
+
 /// A line of rule 3, and the session setting it gives the value a new session has (empty
 /// for the two that are not settings).
 struct Dropped {
@@ -128,7 +131,7 @@ impl Rules {
             return Some(Disp::Drop);
         }
         if line.len() > LINE_CAP {
-            return Some(Disp::Keep);
+            return Some(self.long_verdict(&line[..LONG_HEAD]));
         }
         // Dropped lines other than blank ones begin with one of these bytes: any other first
         // byte settles most lines at once.
@@ -169,6 +172,16 @@ impl Rules {
         (!open).then_some(Disp::Keep)
     }
 
+    /// The fate of a line longer than [`LINE_CAP`], from its first [`LONG_HEAD`] bytes: only
+    /// rules 2 and 5 remove one, and a long `SET` still changes its setting.
+    pub(super) fn long_verdict(&mut self, head: &[u8]) -> Disp {
+        if marked(head) {
+            return Disp::Drop;
+        }
+        self.note_change(head);
+        Disp::Keep
+    }
+
     /// Whether the statement `DROPPED[i]` is redundant, as its setting already has the value
     /// it gives; if not, it is kept and the setting has that value again.
     fn restores(&mut self, i: usize) -> bool {
@@ -204,7 +217,7 @@ impl Rules {
 }
 
 /// Rules 2 and 5, decided by a line's first bytes whatever its length.
-pub(super) fn marked(line: &[u8]) -> bool {
+fn marked(line: &[u8]) -> bool {
     line.starts_with(b"--") || line.starts_with(b"\\")
 }
 
