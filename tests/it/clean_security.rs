@@ -2,8 +2,14 @@
 //! puts in them, the cleaned dump replayed through a client that is not psql must rebuild
 //! the same schema as psql restoring the raw dump.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::clean::{clean_dump, raw_dump, replay};
-use crate::support::{cluster, pg_dump_directly, Server, TestDb, REFERENCE_SCHEMA};
+use crate::support::postgres::{cluster_of, Cluster};
+use crate::support::{cluster, normalize_restrict_key, Server, TestDb, REFERENCE_SCHEMA};
 
 /// The tag pg_dump makes for a body holding `$` and the first `len - 1` bytes of it.
 fn pg_dump_tag(len: usize) -> String {
@@ -75,7 +81,12 @@ async fn tablespace(db: &TestDb) -> String {
         .unwrap()
         .get(0);
     let data = std::path::Path::new(&data);
-    let name = format!("ts_clean_{}", std::process::id());
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "ts_clean_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     let dir = data.parent().unwrap().join(&name);
     std::fs::create_dir(&dir).unwrap();
     let owner = std::fs::metadata(data).unwrap();
@@ -177,12 +188,26 @@ REFRESH MATERIALIZED VIEW app.mv;
     )
 }
 
-/// Restores a raw dump with psql, as pg_dump's output is meant to be restored.
-fn psql_restore(db: &TestDb, sql: &str) {
-    use std::io::Write;
+/// A plain dump of `db` by `cluster`'s own pg_dump, restrict key normalised.
+fn dump_of(cluster: &Cluster, db: &TestDb, args: &[&str]) -> String {
+    let output = Command::new(cluster.pg_dump())
+        .args(args)
+        .arg(&db.url)
+        .output()
+        .expect("run pg_dump");
+    assert!(
+        output.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    normalize_restrict_key(&String::from_utf8(output.stdout).unwrap())
+}
+
+/// Restores a raw dump with `cluster`'s psql, as pg_dump's output is meant to be restored.
+fn psql_restore(cluster: &Cluster, db: &TestDb, sql: &str) {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(sql.as_bytes()).unwrap();
-    let output = std::process::Command::new(cluster().bin_dir.join("psql"))
+    let output = Command::new(cluster.bin_dir.join("psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])
         .arg(file.path())
         .output()
@@ -194,14 +219,11 @@ fn psql_restore(db: &TestDb, sql: &str) {
     );
 }
 
-/// Regression: rule 3 dropped pg_dump's `SET default_tablespace = '';` and
-/// `SET default_table_access_method = heap;` after objects in another tablespace or access
-/// method, so every later table was created there too. A cleaned dump of a varied schema,
-/// replayed through a client that is not psql, must give the same database as psql restoring
-/// the raw dump.
-#[tokio::test]
-async fn setting_reset_after_a_kept_change_is_kept() {
-    let source = TestDb::new().await;
+/// Builds [`varied_schema`] on `cluster`, restores its raw dump with psql into one database
+/// and replays its cleaned dump (by the server, through its pg_dump of that major) through
+/// tokio-postgres into another: both must dump the same as the source.
+async fn varied_schema_round_trip(cluster: &'static Cluster) {
+    let source = TestDb::new_on(cluster).await;
     let ts = tablespace(&source).await;
     source
         .client()
@@ -209,7 +231,7 @@ async fn setting_reset_after_a_kept_change_is_kept() {
         .batch_execute(&varied_schema(&ts))
         .await
         .unwrap();
-    let raw = String::from_utf8(pg_dump_directly(&[], &source.url)).unwrap();
+    let raw = dump_of(cluster, &source, &[]);
     for change in [
         format!("SET default_tablespace = {ts};"),
         "SET default_table_access_method = heap2;".to_owned(),
@@ -217,15 +239,69 @@ async fn setting_reset_after_a_kept_change_is_kept() {
         assert!(raw.contains(&format!("\n{change}\n")), "{raw}");
     }
 
-    let restored = TestDb::new().await;
-    psql_restore(&restored, &raw);
-    let expected = raw_dump(&restored, &[]);
-    assert_eq!(expected, raw_dump(&source, &[]));
+    let restored = TestDb::new_on(cluster).await;
+    psql_restore(cluster, &restored, &raw);
+    let expected = dump_of(cluster, &restored, &[]);
+    assert_eq!(expected, raw, "psql's restore differs from the source");
 
-    let server = Server::builder(&source.url).start();
-    let replayed = TestDb::new().await;
+    let server = Server::builder(&source.url)
+        .pg_dump(cluster.pg_dump())
+        .start();
+    let replayed = TestDb::new_on(cluster).await;
     replay(&replayed.client().await, &clean_dump(&server, &[]).await).await;
-    assert_eq!(raw_dump(&replayed, &[]), expected);
+    assert_eq!(dump_of(cluster, &replayed, &[]), expected);
+}
+
+/// Regression: rule 3 dropped pg_dump's `SET default_tablespace = '';` and
+/// `SET default_table_access_method = heap;` after objects in another tablespace or access
+/// method, so every later table was created there too. A cleaned dump of a varied schema,
+/// replayed through a client that is not psql, must give the same database as psql restoring
+/// the raw dump.
+#[tokio::test]
+async fn setting_reset_after_a_kept_change_is_kept() {
+    varied_schema_round_trip(cluster()).await;
+}
+
+/// The same round trip on every server of the version matrix that comes with its own
+/// pg_dump and psql (14 to 18): each pg_dump writes its settings its own way.
+#[tokio::test]
+async fn varied_schema_replays_like_psql_restores_on_servers_14_to_18() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres-matrix");
+    let output = Command::new(&script)
+        .output()
+        .expect("run scripts/postgres-matrix");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut servers: Vec<(u32, PathBuf)> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.splitn(3, ' ');
+            let (Some("server"), Some(major), Some(bin)) =
+                (words.next(), words.next(), words.next())
+            else {
+                return None;
+            };
+            Some((major.parse().ok()?, PathBuf::from(bin)))
+        })
+        .filter(|(major, bin)| *major >= 14 && bin.join("psql").is_file())
+        .collect();
+    servers.sort();
+    let majors: Vec<u32> = servers.iter().map(|(major, _)| *major).collect();
+    assert_eq!(majors, (14..=18).collect::<Vec<_>>());
+    let clusters: Vec<&'static Cluster> = std::thread::scope(|scope| {
+        let started: Vec<_> = servers
+            .iter()
+            .map(|(_, bin)| scope.spawn(move || cluster_of(bin)))
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for cluster in clusters {
+        varied_schema_round_trip(cluster).await;
+    }
 }
 
 /// Regression: rule 4 (Hasura's pattern) matched words inside a trigger's `WHEN (…)` string
