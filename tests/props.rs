@@ -343,16 +343,38 @@ const DROPPED_SETS: &[&str] = &[
     "SET transaction_timeout = 0;",
 ];
 
-/// Top-level lines that look like rule 3's but are not equal to one, so they stay.
+/// Top-level lines that look like rule 3's but are not equal to one, so they stay; most
+/// change a setting that one of rule 3's lines sets back.
 const KEPT_SETS: &[&str] = &[
     "SET check_function_bodies = false;",
     "SET statement_timeout = 1;",
     "SET search_path = public, pg_catalog;",
     "SELECT pg_catalog.set_config('search_path', 'public', false);",
     "SET default_tablespace = 'fast';",
+    "SET default_tablespace = ts1;",
+    "SET default_table_access_method = heap2;",
+    "SET default_with_oids = true;",
     "CREATE SCHEMA public ;",
     " SET lock_timeout = 0;",
 ];
+
+/// The setting a line of [`DROPPED_SETS`] or [`KEPT_SETS`] sets, and whether it sets it to
+/// the value a new session has (rule 3's lines) or changes it. A rule-3 line is removed only
+/// while no kept line has changed its setting since the setting last had that value.
+fn setting_of(line: &str) -> Option<(&str, bool)> {
+    if line == "SELECT pg_catalog.set_config('search_path', '', false);" {
+        return Some(("search_path", true));
+    }
+    if line.starts_with("SELECT pg_catalog.set_config('search_path', ") {
+        return Some(("search_path", false));
+    }
+    let (name, _) = line.strip_prefix("SET ")?.split_once(" = ")?;
+    let tracked = name == "search_path"
+        || DROPPED_SETS
+            .iter()
+            .any(|d| d.starts_with(&format!("SET {name} = ")));
+    tracked.then(|| (name, DROPPED_SETS.contains(&line)))
+}
 
 /// Pieces of text values (literals, bodies, COPY fields): what cleaning removes, what the
 /// scanner reacts to, and the newlines that put them at the start of a line.
@@ -445,15 +467,36 @@ fn literal() -> impl Strategy<Value = String> {
     })
 }
 
-/// A dollar-quoted body with a tag that does not occur in it, chosen as pg_dump does
-/// (`$$`, `$_$`, `$__$`, …), or a named one.
+/// The bytes pg_dump appends, in turn, to a dollar-quote tag the body holds.
+const TAG_SUFFIXES: &str = "_XXXXXXX";
+
+/// A look-alike of a tag pg_dump makes: `$_XXXXXXX_X…` of any length up to 1,100 bytes,
+/// often followed by a `$` (a close of a shorter tag) or by another byte and a `$` (a close
+/// of another tag of the same length).
+fn tag_lookalike() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![3 => 0..80usize, 1 => 60..1100usize],
+        select(vec!["", "$", "Y$", "é$", "X", "\n"]),
+    )
+        .prop_map(|(len, end)| {
+            let tag: String = TAG_SUFFIXES.chars().cycle().take(len).collect();
+            format!("${tag}{end}")
+        })
+}
+
+/// A dollar-quoted body with a tag that does not occur in it, chosen as pg_dump does (`$$`,
+/// `$_$`, `$_X$`, …, growing while the body holds it, so that look-alikes in the body make
+/// long tags), or a named one.
 fn dollar_quoted() -> impl Strategy<Value = String> {
-    (text(), select(vec!["", "body", "f_1", "é"])).prop_map(|(body, named)| {
+    let piece = prop_oneof![3 => text(), 1 => tag_lookalike()];
+    (vec(piece, 0..4), select(vec!["", "body", "f_1", "é"])).prop_map(|(body, named)| {
+        let body = body.concat();
         let mut tag = named.to_owned();
         if body.contains(&format!("${tag}")) {
-            tag = "_".to_owned();
+            tag.clear();
+            let mut suffixes = TAG_SUFFIXES.chars().cycle();
             while body.contains(&format!("${tag}")) {
-                tag.push('_');
+                tag.extend(suffixes.next());
             }
         }
         format!("${tag}${body}${tag}$")
@@ -502,9 +545,32 @@ static HASURA_TRIGGER: LazyLock<regex::Regex> = LazyLock::new(|| {
     .expect("valid pattern")
 });
 
+/// A string literal in a trigger's `WHEN` condition, often holding the words of Hasura's
+/// pattern: its opening (`'` or `E'`) and its text as written between the quotes.
+fn when_literal() -> impl Strategy<Value = (String, String)> {
+    let text = prop_oneof![
+        1 => text(),
+        2 => Just(" FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x".to_owned()),
+        1 => Just("'); x := (' FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_".to_owned()),
+    ];
+    (text, any::<bool>()).prop_map(|(text, escape)| {
+        if escape {
+            (
+                "E'".to_owned(),
+                text.replace('\\', "\\\\").replace('\'', "\\'"),
+            )
+        } else {
+            ("'".to_owned(), text.replace('\'', "''"))
+        }
+    })
+}
+
 /// A `CREATE TRIGGER` statement, often one of Hasura's event triggers. It is removed when it
-/// is a single line matching the SPEC's pattern; a name holding a newline makes the
-/// statement span lines, and then none of its lines is a trigger line to remove.
+/// is a single line matching the SPEC's pattern with its quoted names and the text of its
+/// `WHEN` literal masked: names and literals are often made of the pattern's own words, and
+/// must not stand for them (`ON "t FOR EACH ROW EXECUTE FUNCTION hdb_catalog.notify_hasura_x"`
+/// names a table, it calls nothing); a name holding a newline makes the statement span
+/// lines, and then none of its lines is a trigger line to remove.
 fn trigger() -> impl Strategy<Value = Item> {
     let hasura_name = || name().prop_map(|n| format!("notify_hasura_{n}"));
     let trigger_name = prop_oneof![3 => hasura_name(), 1 => name()];
@@ -516,17 +582,52 @@ fn trigger() -> impl Strategy<Value = Item> {
         select(vec!["FUNCTION", "PROCEDURE"]),
         select(vec!["hdb_catalog", "public"]),
         function_name,
+        prop::option::weighted(0.2, when_literal()),
     )
-        .prop_map(|(trigger, event, table, kind, schema, function)| {
+        .prop_map(|(trigger, event, table, kind, schema, function, when)| {
+            // A condition's literal, as pg_dump writes it: `WHEN ((new.a <> 'x'::text))`.
+            let when = |masked: bool| match &when {
+                None => String::new(),
+                Some((open, text)) => {
+                    let text = if masked {
+                        "#".repeat(text.len())
+                    } else {
+                        text.clone()
+                    };
+                    format!(" WHEN ((new.a <> {open}{text}'::text))")
+                }
+            };
             let line = format!(
-                "CREATE TRIGGER {} AFTER {event} ON public.{} FOR EACH ROW EXECUTE {kind} {}.{}();",
+                "CREATE TRIGGER {} AFTER {event} ON public.{} FOR EACH ROW{} EXECUTE {kind} {}.{}();",
                 ident(&trigger),
                 ident(&table),
+                when(false),
                 ident(schema),
                 ident(&function)
             );
             let single = !line.contains('\n');
-            let hasura = single && HASURA_TRIGGER.is_match(&line);
+            // Each name as the pattern sees it: in quotes, bytes of no bare name become `#`.
+            let masked = |name: &str| {
+                let quoted = ident(name);
+                match quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                    Some(inner) => {
+                        let keep = |c: char| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii();
+                        let inner: String =
+                            inner.chars().map(|c| if keep(c) { c } else { '#' }).collect();
+                        format!("\"{inner}\"")
+                    }
+                    None => quoted,
+                }
+            };
+            let seen = format!(
+                "CREATE TRIGGER {} AFTER {event} ON public.{} FOR EACH ROW{} EXECUTE {kind} {}.{}();",
+                masked(&trigger),
+                masked(&table),
+                when(true),
+                ident(schema),
+                masked(&function)
+            );
+            let hasura = single && HASURA_TRIGGER.is_match(&seen);
             Item {
                 text: line + "\n",
                 dropped: hasura,
@@ -612,9 +713,18 @@ fn dump() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
         };
         let mut input = String::new();
         let mut expected = String::new();
+        let mut changed = std::collections::HashSet::new();
         for item in &items {
             input.push_str(&fix(&item.text));
-            if !item.dropped {
+            let mut dropped = item.dropped;
+            if let Some((setting, resets)) = setting_of(item.text.trim_end_matches('\n')) {
+                if !resets {
+                    changed.insert(setting.to_owned());
+                } else if changed.remove(setting) {
+                    dropped = false;
+                }
+            }
+            if !dropped {
                 expected.push_str(&fix(&item.text));
             }
         }
@@ -666,6 +776,12 @@ fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
     .map(|s| s.as_bytes().to_vec())
     .collect();
     fragments.extend([vec![b' '; 5000], vec![0xff], vec![0xc3]]);
+    // Long dollar-quote tags and look-alikes of them (same length, last byte changed).
+    let long_tag: String = TAG_SUFFIXES.chars().cycle().take(100).collect();
+    fragments.extend([
+        format!("${long_tag}$").into_bytes(),
+        format!("${}Y$", &long_tag[..99]).into_bytes(),
+    ]);
     let piece = prop_oneof![
         4 => select(fragments),
         1 => vec(any::<u8>(), 1..8),

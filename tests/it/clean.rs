@@ -67,7 +67,7 @@ INSERT INTO public."Weird
 
 /// Runs cleaned SQL the way a migration tool that is not psql does: statements through the
 /// simple query protocol, and `COPY … FROM stdin;` blocks through the COPY protocol.
-async fn replay(client: &Client, sql: &str) {
+pub(crate) async fn replay(client: &Client, sql: &str) {
     let mut batch = String::new();
     let mut lines = sql.split_inclusive('\n');
     while let Some(line) = lines.next() {
@@ -111,11 +111,11 @@ async fn replay(client: &Client, sql: &str) {
 }
 
 /// A plain pg_dump of `db` for comparisons.
-fn raw_dump(db: &TestDb, args: &[&str]) -> String {
+pub(crate) fn raw_dump(db: &TestDb, args: &[&str]) -> String {
     normalize_restrict_key(&String::from_utf8(pg_dump_directly(args, &db.url)).unwrap())
 }
 
-async fn clean_dump(server: &Server, opts: &[&str]) -> String {
+pub(crate) async fn clean_dump(server: &Server, opts: &[&str]) -> String {
     let reply = dump_json(server, json!({"opts": opts, "clean_output": true})).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.text()

@@ -1,6 +1,7 @@
 //! Integration tests: the real `pgdump-api` binary against a real PostgreSQL.
 
 mod clean;
+mod clean_security;
 mod client;
 mod connections;
 mod dump;
