@@ -8,16 +8,19 @@ use memchr::{memchr, memchr2, memchr3};
 pub(super) const SPACES: [u8; 5] = *b" \t\r\x0b\x0c";
 
 /// Whitespace other than `\n`.
+#[inline]
 pub(super) fn is_space(b: u8) -> bool {
     SPACES.contains(&b)
 }
 
 /// A byte that continues an identifier, so that an `E` or `$` after it is not a quote opener.
+#[inline]
 pub(super) fn is_ident(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
 }
 
 /// A byte of a dollar-quote tag; digits may not start one (`$1` is a parameter).
+#[inline]
 pub(super) fn is_tag_byte(b: u8, first: bool) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 || (!first && b.is_ascii_digit())
 }
@@ -47,6 +50,7 @@ static CLASS: [u8; 256] = {
 
 /// A byte of top-level code that is neither whitespace nor one [`find_special`] stops at:
 /// one that ends a statement's start.
+#[inline]
 pub(super) fn is_plain(b: u8) -> bool {
     CLASS[usize::from(b)] == PLAIN
 }
@@ -54,6 +58,7 @@ pub(super) fn is_plain(b: u8) -> bool {
 /// The first byte of `run` that top-level code must look at, or `run.len()`. DDL lines are
 /// mostly plain bytes, so eight are tested at once (SWAR: a byte of `word ^ repeat(c)` is zero
 /// where `word` holds `c`; the lowest flagged byte of each test is exact).
+#[inline]
 pub(super) fn find_special(run: &[u8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -79,6 +84,7 @@ pub(super) fn find_special(run: &[u8]) -> usize {
 }
 
 /// Next `a` (or `\n` when line ends matter).
+#[inline]
 pub(super) fn seek1(hay: &[u8], a: u8, newline: bool) -> Option<usize> {
     if newline {
         memchr2(a, b'\n', hay)
@@ -88,6 +94,7 @@ pub(super) fn seek1(hay: &[u8], a: u8, newline: bool) -> Option<usize> {
 }
 
 /// Next `a` or `b` (or `\n` when line ends matter).
+#[inline]
 pub(super) fn seek2(hay: &[u8], a: u8, b: u8, newline: bool) -> Option<usize> {
     if newline {
         memchr3(a, b, b'\n', hay)
