@@ -152,7 +152,7 @@ impl Lexer {
 
     /// Remembers the end of a chunk for the next one's look-behind.
     #[inline]
-    pub(super) fn end_chunk(&mut self, input: &[u8]) {
+    pub(super) fn remember_tail(&mut self, input: &[u8]) {
         match *input {
             [] => {}
             [b] => self.last = [self.last[1], b],

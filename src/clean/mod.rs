@@ -91,7 +91,7 @@ impl Cleaner {
             line_from
         };
         out.extend_from_slice(&input[kept_from..kept_to]);
-        self.lex.end_chunk(input);
+        self.lex.remember_tail(input);
         if let Some(&b) = input.last() {
             self.line_open = b != b'\n';
         }
