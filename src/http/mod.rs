@@ -10,6 +10,7 @@ mod observe;
 pub mod request;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tower_http::compression::CompressionLayer;
 use tower_layer::Layer;
@@ -194,33 +195,9 @@ pub async fn run(
     // Every connection's task, so that none outlives `run`.
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
-    'accept: loop {
-        // Over the cap with nothing idle to close: accept nothing more until a connection
-        // ends or falls idle (then it is closed to make room).
-        while connections.over_cap() {
-            tokio::select! {
-                () = connections.changed() => {},
-                () = &mut shutdown => break 'accept,
-            }
-        }
+    loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) if conns::out_of_files(&err) => {
-                    // Logged once per period of pressure, not per failed accept.
-                    connections.out_of_files(&err);
-                    tokio::select! {
-                        () = connections.changed() => {},
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {},
-                    }
-                    continue;
-                }
-                Err(err) => {
-                    // A client that left before its connection was accepted, and the like.
-                    tracing::debug!(target: "server", error = %err, "accept failed");
-                    continue;
-                }
-            },
+            accepted = accept(&listener, &connections) => accepted,
             () = &mut shutdown => break,
         };
         let registered = connections.open();
@@ -261,6 +238,30 @@ pub async fn run(
     // until every pg_dump has exited.
     tasks.shutdown().await;
     state.processes.stop_all().await;
+}
+
+/// The next connection, once there is room for it. Over the cap with nothing idle to close,
+/// it waits until a connection ends or falls idle (then that one is closed to make room); out
+/// of file descriptors, it closes idle connections and backs off.
+async fn accept(listener: &TcpListener, connections: &Connections) -> (TcpStream, SocketAddr) {
+    loop {
+        while connections.over_cap() {
+            connections.changed().await;
+        }
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(err) if conns::out_of_files(&err) => {
+                // Logged once per period of pressure, not per failed accept.
+                connections.out_of_files(&err);
+                tokio::select! {
+                    () = connections.changed() => {},
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {},
+                }
+            }
+            // A client that left before its connection was accepted, and the like.
+            Err(err) => tracing::debug!(target: "server", error = %err, "accept failed"),
+        }
+    }
 }
 
 /// Drives one connection until it ends, or until it is asked to close: then a request in
