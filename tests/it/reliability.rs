@@ -248,8 +248,9 @@ async fn twenty_clients_leaving_mid_stream_leave_no_pg_dump_behind() {
     loop {
         let rows = admin
             .query(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'",
-                &[],
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND application_name = 'pg_dump'",
+                &[&db.name],
             )
             .await
             .unwrap();
