@@ -1,43 +1,17 @@
-//! In-process tests of the routes — SPEC §2's error rows that are decided before any
-//! database is reached — and of [`run`]'s shutdown over real sockets. What needs PostgreSQL,
-//! pg_dump or the real binary is tested in `tests/it`.
+//! SPEC §2's error rows that are decided before any database is reached, on [`app`] with
+//! tower's `oneshot`: routing, authentication, the body, the admin check, the source and the
+//! options.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
-use super::{app, run, AppState, BODY_LIMIT};
-use crate::config::tests::serve;
-use crate::config::Config;
-use crate::pg_dump::Toolbox;
-use crate::sources::Sources;
-
-/// The `default` source: nothing listens there, and no request here gets that far.
-const DATABASE_URL: &str = "postgres://u:pw@127.0.0.1:1/db";
-const SECRET: &str = "t0p-secret";
-
-/// The state of `pgdump-api serve --database-url DATABASE_URL ARGS…`, without the environment,
-/// and without pg_dump.
-fn state(args: &[&str]) -> Arc<AppState> {
-    let args: Vec<&str> = ["--database-url", DATABASE_URL]
-        .into_iter()
-        .chain(args.iter().copied())
-        .collect();
-    let config = Config::from_args(serve(&args)).expect("valid flags");
-    let sources = Sources::load(None, config.database_url.as_ref(), |_| None).unwrap();
-    Arc::new(AppState::new(
-        &config,
-        sources,
-        Toolbox::from_binaries(Vec::new()),
-    ))
-}
+use super::{state, SECRET};
+use crate::http::{app, AppState, BODY_LIMIT};
 
 /// A finished response.
 struct Reply {
@@ -396,111 +370,4 @@ async fn oversized_body_is_413() {
     let padded = format!("{{{}}}", " ".repeat(BODY_LIMIT - 2));
     let reply = dump(&state, &padded, &[]).await;
     assert_eq!(reply.json()["code"], "parse-failed", "{}", reply.status);
-}
-
-/// `run` on a real socket, stopped by the test: connections idle, half-way through their
-/// headers and with a request in flight are all closed by the time it returns.
-#[tokio::test]
-async fn run_closes_its_connections_before_it_returns() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let grace = Duration::from_millis(500);
-    // The clients live in the shutdown future, which `run` polls: so `run` returns straight
-    // into this task, and nothing else runs before the checks below — a connection task that
-    // `run` left behind cannot close its socket in the meantime.
-    let clients = Arc::new(std::sync::Mutex::new(None));
-    let shutdown = {
-        let clients = Arc::clone(&clients);
-        async move {
-            let opened = open_clients(addr).await;
-            *clients.lock().unwrap() = Some((opened, Instant::now()));
-        }
-    };
-    let ran = run(
-        listener,
-        state(&[]),
-        shutdown,
-        Duration::from_secs(30),
-        grace,
-    );
-    tokio::time::timeout(grace + Duration::from_secs(10), ran)
-        .await
-        .expect("run returned");
-    let (opened, stopped) = clients.lock().unwrap().take().expect("the clients ran");
-    let took = stopped.elapsed();
-    // The request in flight got its grace, and no more than that (plus a margin).
-    assert!(took >= grace, "returned after only {took:?}");
-    assert!(took < grace + Duration::from_secs(3), "took {took:?}");
-    for (name, stream) in opened {
-        assert_closed(name, stream.into_std().unwrap());
-    }
-    assert!(
-        TcpStream::connect(addr).await.is_err(),
-        "still accepting connections"
-    );
-}
-
-/// Three connections to `addr`: one idle after a request, one with a request in flight, one
-/// half-way through its request headers.
-async fn open_clients(addr: std::net::SocketAddr) -> Vec<(&'static str, TcpStream)> {
-    let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
-    let head = read_until(&mut idle, b"\r\n\r\nOK").await;
-    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
-    // The handler waits for a body that never comes; the 100 Continue says that it reads it.
-    let mut in_flight = TcpStream::connect(addr).await.unwrap();
-    in_flight
-        .write_all(
-            b"POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\
-              Expect: 100-continue\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let head = read_until(&mut in_flight, b"\r\n\r\n").await;
-    assert!(head.starts_with(b"HTTP/1.1 100"), "{head:?}");
-    in_flight.write_all(b"{\"opts\":").await.unwrap();
-    let mut half = TcpStream::connect(addr).await.unwrap();
-    half.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
-    // Time for the server to read what was sent.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    vec![("idle", idle), ("in flight", in_flight), ("half-way", half)]
-}
-
-/// Reads from `stream` until `end` has arrived; returns all that was read.
-async fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
-    let mut read = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !read.windows(end.len()).any(|window| window == end) {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
-            .await
-            .expect("an answer")
-            .unwrap();
-        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&read));
-        read.extend_from_slice(&buf[..n]);
-    }
-    read
-}
-
-/// Asserts that the server side of `stream` is closed: what is left to read ends at once
-/// (with no HTTP response), or the connection was reset. Blocks the thread while it reads.
-fn assert_closed(name: &str, mut stream: std::net::TcpStream) {
-    use std::io::{ErrorKind, Read};
-    stream.set_nonblocking(false).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let mut rest = Vec::new();
-    match stream.read_to_end(&mut rest) {
-        Ok(_) => assert!(
-            rest.is_empty(),
-            "the {name} connection got {:?}",
-            String::from_utf8_lossy(&rest)
-        ),
-        Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-            panic!("the {name} connection is still open")
-        }
-        Err(_) => {}
-    }
 }
