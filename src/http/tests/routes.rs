@@ -371,3 +371,49 @@ async fn oversized_body_is_413() {
     let reply = dump(&state, &padded, &[]).await;
     assert_eq!(reply.json()["code"], "parse-failed", "{}", reply.status);
 }
+
+#[tokio::test]
+async fn metrics_need_admin_or_the_metrics_secret() {
+    let state = state(&[
+        "--admin-secret",
+        SECRET,
+        "--enabled-apis",
+        "pgdump,metrics",
+        "--metrics-secret",
+        "m3trics",
+    ]);
+    let metrics = |headers: &[(&str, &str)]| {
+        let mut request = Request::get("/v1/metrics");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        send(&state, request.body(Body::empty()).unwrap())
+    };
+    let required = error(
+        "\"x-hasura-admin-secret\"/\"x-hasura-access-key\" required, but not found",
+        "$",
+        "access-denied",
+    );
+    assert_error(&metrics(&[]).await, 401, required.clone());
+    assert_error(
+        &metrics(&[("authorization", "Bearer nope")]).await,
+        401,
+        required,
+    );
+    let reply = metrics(&[("x-hasura-admin-secret", "wrong")]).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let not_admin_role = [("x-hasura-admin-secret", SECRET), ("x-hasura-role", "user")];
+    assert_error(&metrics(&not_admin_role).await, 400, not_admin());
+    for allowed in [
+        &[("x-hasura-admin-secret", SECRET)][..],
+        &[("authorization", "Bearer m3trics")][..],
+    ] {
+        let reply = metrics(allowed).await;
+        assert_eq!(reply.status, StatusCode::OK, "{allowed:?}");
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        );
+        assert!(reply.text().ends_with("# EOF\n"), "{}", reply.text());
+    }
+}
