@@ -329,13 +329,13 @@ fn auth_mode(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::FromArgMatches;
 
     /// `serve`'s flags from `args` alone: the environment variables are not read, so that a
     /// developer's own `HASURA_GRAPHQL_*` settings cannot change what a test sees.
-    fn serve(args: &[&str]) -> ServeArgs {
+    pub(crate) fn serve(args: &[&str]) -> ServeArgs {
         let command =
             ServeArgs::augment_args(clap::Command::new("serve")).mut_args(|arg| arg.env(None));
         let argv = ["serve"].iter().chain(args);

@@ -201,7 +201,17 @@ mod tests {
         for (err, status) in cases {
             assert_eq!(exit_status(&err), status, "{err:#}");
         }
-        assert!(![0, EXIT_USAGE].contains(&exit_status(&anyhow!("x"))));
+        // Each kind of failure has its own status, none of them success, and a usage error's
+        // is the one clap exits with.
+        let statuses = [EXIT_LOCAL, EXIT_USAGE, EXIT_REJECTED, EXIT_TRANSPORT, 130];
+        for (i, status) in statuses.iter().enumerate() {
+            assert_ne!(*status, 0);
+            assert!(!statuses[i + 1..].contains(status), "{status} twice");
+        }
+        let usage = clap::Command::new("x")
+            .try_get_matches_from(["x", "--no-such-flag"])
+            .unwrap_err();
+        assert_eq!(usage.exit_code(), i32::from(EXIT_USAGE));
     }
 
     #[test]

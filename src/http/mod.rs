@@ -8,6 +8,8 @@ mod dump;
 pub mod error;
 mod observe;
 pub mod request;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::net::SocketAddr;
