@@ -74,11 +74,11 @@ impl Failure {
         }
     }
 
-    /// Why a dump's output ended early: the time limit, else pg_dump's failure.
+    /// Why a dump's output ended early, after it had started.
     pub fn of_stream(err: &StreamError) -> Failure {
         match err {
-            StreamError::Dump(DumpError::TimedOut { .. }) => Failure::Timeout,
-            StreamError::Dump(_) | StreamError::Read(_) => Failure::PgDump,
+            StreamError::Dump(err) => Failure::of(err),
+            StreamError::Read(_) => Failure::PgDump,
         }
     }
 

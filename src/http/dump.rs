@@ -23,7 +23,7 @@ use super::AppState;
 use crate::auth::{self, ADMIN_ROLE};
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
-use crate::pg_dump::{DumpError, Hold, Output, Started, Stop};
+use crate::pg_dump::{DumpError, Hold, Output, Started, Stop, Version};
 use crate::sources::Unavailable;
 
 /// The version of the pg_dump that wrote a response.
@@ -169,11 +169,20 @@ async fn dump(
         attempt,
         cut,
     };
-
     let content_type = match options.format {
         Format::Plain if !options.compressed => "application/sql; charset=utf-8",
         _ => "application/octet-stream",
     };
+    Ok(streamed(content_type, pg_dump, output, http_version))
+}
+
+/// The 200 whose body is the dump's output, written by pg_dump `pg_dump`.
+fn streamed(
+    content_type: &'static str,
+    pg_dump: Version,
+    output: Tracked,
+    http_version: http::Version,
+) -> Response {
     let version =
         HeaderValue::from_str(&pg_dump.to_string()).expect("a version is a valid header value");
     let mut response = (
@@ -195,7 +204,7 @@ async fn dump(
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         headers.insert(header::WARNING, HeaderValue::from_static(HTTP_10_WARNING));
     }
-    Ok(response)
+    response
 }
 
 /// The `Warning` of a dump sent over HTTP/1.0.

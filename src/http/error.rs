@@ -197,3 +197,63 @@ impl From<crate::opts::OptsError> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The response follows the one classification the metrics record.
+    #[test]
+    fn dump_failures_answer_as_the_metrics_count_them() {
+        let stderr = String::new;
+        let cases = [
+            (
+                DumpError::VersionMismatch {
+                    server: "17.2".to_owned(),
+                    installed: Vec::new(),
+                },
+                Failure::VersionMismatch,
+                500,
+                "pg-dump-version-mismatch",
+            ),
+            (
+                DumpError::Spawn { detail: stderr() },
+                Failure::Spawn,
+                500,
+                "unexpected",
+            ),
+            (
+                DumpError::Failed { stderr: stderr() },
+                Failure::PgDump,
+                500,
+                "unexpected",
+            ),
+            (
+                DumpError::NoMatch {
+                    message: stderr(),
+                    stderr: stderr(),
+                },
+                Failure::NoMatch,
+                400,
+                "not-found",
+            ),
+            (
+                DumpError::TimedOut {
+                    limit: Duration::from_secs(1),
+                },
+                Failure::Timeout,
+                504,
+                "timeout",
+            ),
+        ];
+        for (err, failure, status, code) in cases {
+            assert_eq!(Failure::of(&err), failure, "{err:?}");
+            let err = ApiError::Dump(err);
+            assert_eq!(
+                (err.status().as_u16(), err.code()),
+                (status, code),
+                "{err:?}"
+            );
+        }
+    }
+}
