@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::limits::Limits;
-use crate::pg_dump::Toolbox;
+use crate::pg_dump::{DumpError, StreamError, Toolbox};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
@@ -62,6 +62,26 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Why a dump failed: the one classification, which the metrics record and the error
+    /// response's status and code follow.
+    pub fn of(err: &DumpError) -> Failure {
+        match err {
+            DumpError::VersionMismatch { .. } => Failure::VersionMismatch,
+            DumpError::Spawn { .. } => Failure::Spawn,
+            DumpError::Failed { .. } => Failure::PgDump,
+            DumpError::NoMatch { .. } => Failure::NoMatch,
+            DumpError::TimedOut { .. } => Failure::Timeout,
+        }
+    }
+
+    /// Why a dump's output ended early, after it had started.
+    pub fn of_stream(err: &StreamError) -> Failure {
+        match err {
+            StreamError::Dump(err) => Failure::of(err),
+            StreamError::Read(_) => Failure::PgDump,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Failure::Busy => "busy",

@@ -61,8 +61,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// wait for it and a missing pg_dump shows in the log at startup.
 async fn learn_server_versions(state: Arc<AppState>) {
     for source in state.sources.postgres() {
-        match state.versions.get(&source.name, &source.conn).await {
-            Ok(server) => match state.pg_dump.for_server(server) {
+        match state.dumper.server_version(source).await {
+            Ok(server) => match state.dumper.toolbox().for_server(server) {
                 Some(pg_dump) => tracing::info!(target: "startup", source = %source.name,
                     server_version = %server, pg_dump = %pg_dump.version, "source ready"),
                 None => tracing::warn!(target: "startup", source = %source.name,

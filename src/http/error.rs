@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::pg_dump::{DumpError, Version};
+use crate::metrics::Failure;
+use crate::pg_dump::DumpError;
 
 /// Everything that can go wrong between a request and its dump.
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +41,6 @@ pub enum ApiError {
     NotSupported { name: String, kind: String },
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
-    #[error("{}", version_mismatch_message(server, installed))]
-    VersionMismatch {
-        server: String,
-        installed: Vec<Version>,
-    },
     #[error(
         "source \"{name}\" is busy: {running} dumps running and {queued} waiting; retry later"
     )]
@@ -59,16 +55,6 @@ pub enum ApiError {
 
 /// Seconds a client turned away for a busy source is asked to wait.
 const RETRY_AFTER_SECONDS: &str = "5";
-
-fn version_mismatch_message(server: &str, installed: &[Version]) -> String {
-    let installed: Vec<String> = installed.iter().map(Version::to_string).collect();
-    let major = server.split('.').next().unwrap_or(server);
-    format!(
-        "no installed pg_dump can dump this server: the server runs PostgreSQL {server}, \
-         the installed pg_dump versions are {}; install pg_dump {major} or newer",
-        installed.join(", ")
-    )
-}
 
 /// The wire form: keys in this order, `internal` only when present.
 #[derive(Serialize)]
@@ -97,7 +83,6 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Dump(DumpError::TimedOut { .. }) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
@@ -106,10 +91,11 @@ impl ApiError {
             | ApiError::SourceNotFound(_)
             | ApiError::NotSupported { .. }
             | ApiError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Dump(DumpError::NoMatch { .. }) => StatusCode::BAD_REQUEST,
-            ApiError::Dump(_) | ApiError::VersionMismatch { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Dump(err) => match Failure::of(err) {
+                Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                Failure::NoMatch => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -121,7 +107,6 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
             ApiError::Busy { .. } => "unavailable",
-            ApiError::Dump(DumpError::TimedOut { .. }) => "timeout",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
@@ -130,9 +115,12 @@ impl ApiError {
             ApiError::NotSupported { .. } => "not-supported",
             ApiError::ParseFailed { .. } => "parse-failed",
             ApiError::InvalidParams { .. } => "invalid-params",
-            ApiError::Dump(DumpError::NoMatch { .. }) => "not-found",
-            ApiError::VersionMismatch { .. } => "pg-dump-version-mismatch",
-            ApiError::Dump(_) => "unexpected",
+            ApiError::Dump(err) => match Failure::of(err) {
+                Failure::Timeout => "timeout",
+                Failure::NoMatch => "not-found",
+                Failure::VersionMismatch => "pg-dump-version-mismatch",
+                _ => "unexpected",
+            },
         }
     }
 
@@ -206,6 +194,66 @@ impl From<crate::opts::OptsError> for ApiError {
         ApiError::InvalidParams {
             index: err.index,
             message: err.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The response follows the one classification the metrics record.
+    #[test]
+    fn dump_failures_answer_as_the_metrics_count_them() {
+        let stderr = String::new;
+        let cases = [
+            (
+                DumpError::VersionMismatch {
+                    server: "17.2".to_owned(),
+                    installed: Vec::new(),
+                },
+                Failure::VersionMismatch,
+                500,
+                "pg-dump-version-mismatch",
+            ),
+            (
+                DumpError::Spawn { detail: stderr() },
+                Failure::Spawn,
+                500,
+                "unexpected",
+            ),
+            (
+                DumpError::Failed { stderr: stderr() },
+                Failure::PgDump,
+                500,
+                "unexpected",
+            ),
+            (
+                DumpError::NoMatch {
+                    message: stderr(),
+                    stderr: stderr(),
+                },
+                Failure::NoMatch,
+                400,
+                "not-found",
+            ),
+            (
+                DumpError::TimedOut {
+                    limit: Duration::from_secs(1),
+                },
+                Failure::Timeout,
+                504,
+                "timeout",
+            ),
+        ];
+        for (err, failure, status, code) in cases {
+            assert_eq!(Failure::of(&err), failure, "{err:?}");
+            let err = ApiError::Dump(err);
+            assert_eq!(
+                (err.status().as_u16(), err.code()),
+                (status, code),
+                "{err:?}"
+            );
         }
     }
 }

@@ -33,9 +33,8 @@ use crate::auth::{self, ADMIN_ROLE};
 use crate::config::{Api, AuthMode, Config, DumpLimits, EnabledApis};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::pg_dump::{Processes, Toolbox};
+use crate::pg_dump::{Dumper, Toolbox};
 use crate::secret::Secret;
-use crate::server_version::ServerVersions;
 use crate::sources::Sources;
 use conns::{Conn, Connections, TrackBusy};
 use error::ApiError;
@@ -50,10 +49,8 @@ pub struct AppState {
     pub admin_internal_errors: bool,
     pub dev_mode: bool,
     pub sources: Sources,
-    pub pg_dump: Toolbox,
-    /// The running pg_dump processes.
-    pub processes: Processes,
-    pub versions: ServerVersions,
+    /// Runs pg_dump: the installed binaries, the servers' versions, the processes.
+    pub dumper: Dumper,
     pub dump_limits: DumpLimits,
     pub limits: Limits,
     pub metrics: Metrics,
@@ -85,9 +82,7 @@ impl AppState {
             dev_mode: config.dev_mode,
             metrics: Metrics::new(&pg_dump),
             sources,
-            pg_dump,
-            processes: Processes::default(),
-            versions: ServerVersions::default(),
+            dumper: Dumper::new(pg_dump, config.limits.timeout),
             dump_limits: config.limits,
             limits,
             metrics_secret: config.metrics_secret.clone(),
@@ -239,7 +234,7 @@ pub async fn run(
     // Dropping a connection drops its response body, which stops its pg_dump; then wait
     // until every pg_dump has exited.
     tasks.shutdown().await;
-    state.processes.stop_all().await;
+    state.dumper.stop_all().await;
 }
 
 /// The next connection, once there is room for it. Over the cap with nothing idle to close,

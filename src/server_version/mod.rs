@@ -14,6 +14,7 @@
 mod tls;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,10 +23,22 @@ use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::conninfo::ConnInfo;
-use crate::pg_dump::Version;
 
 /// How long the probe may take to connect before the dump goes ahead without it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A PostgreSQL version, of a server or of a pg_dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
 
 /// Server versions by source name.
 #[derive(Debug, Default)]
