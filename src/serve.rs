@@ -41,18 +41,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(target: "startup", address = %address,
             "no admin secret is set: anyone who can reach this server can dump the database; set --admin-secret / HASURA_GRAPHQL_ADMIN_SECRET");
     }
-    let state = Arc::new(AppState::new(&config, sources, toolbox));
+    let state = Arc::new(AppState::new(config, sources, toolbox));
     tracing::info!(target: "startup", address = %address, version = env!("CARGO_PKG_VERSION"),
         max_connections = state.max_connections, "listening");
     tokio::spawn(learn_server_versions(Arc::clone(&state)));
-    http::run(
-        listener,
-        state,
-        shutdown_signal(),
-        config.request_header_timeout,
-        config.graceful_shutdown_timeout,
-    )
-    .await;
+    http::run(listener, state, shutdown_signal()).await;
     tracing::info!(target: "startup", "stopped");
     Ok(())
 }

@@ -19,7 +19,7 @@ use http_body_util::BodyExt;
 use super::cutoff::{Cut, Reason};
 use super::error::ApiError;
 use super::request::DumpRequest;
-use super::AppState;
+use super::state::AppState;
 use crate::auth::{self, ADMIN_ROLE};
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
@@ -43,15 +43,16 @@ pub async fn pg_dump(
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
     // never gets the server to read its body. Hyper skips a body that has already arrived
     // (keeping the connection) and closes the connection after the answer otherwise.
-    let role = match auth::authenticate(&state.auth, &headers) {
+    let role = match auth::authenticate(&state.config.auth, &headers) {
         Ok(role) => role,
-        Err(err) => return ApiError::from(err).to_response(state.dev_mode),
+        Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
     };
-    let body = match read_body(&headers, body, state.request_timeout).await {
+    let body = match read_body(&headers, body, state.config.request_header_timeout).await {
         Ok(body) => body,
-        Err(err) => return err.to_response(state.dev_mode),
+        Err(err) => return err.to_response(state.config.dev_mode),
     };
-    let expose_internal = state.dev_mode || (role == ADMIN_ROLE && state.admin_internal_errors);
+    let config = &state.config;
+    let expose_internal = config.dev_mode || (role == ADMIN_ROLE && config.admin_internal_errors);
     match dump(
         &state,
         &role,

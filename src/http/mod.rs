@@ -8,6 +8,7 @@ mod dump;
 pub mod error;
 mod observe;
 pub mod request;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -30,78 +31,23 @@ use tower_http::compression::CompressionLayer;
 use tower_layer::Layer;
 
 use crate::auth::{self, ADMIN_ROLE};
-use crate::config::{Api, AuthMode, Config, DumpLimits, EnabledApis};
-use crate::limits::Limits;
-use crate::metrics::Metrics;
-use crate::pg_dump::{Dumper, Toolbox};
-use crate::secret::Secret;
-use crate::sources::Sources;
+use crate::config::Api;
 use conns::{Conn, Connections, TrackBusy};
 use error::ApiError;
 
+pub use state::AppState;
+
 pub use dump::BODY_LIMIT;
-
-/// What every request may read.
-#[derive(Debug)]
-pub struct AppState {
-    pub auth: AuthMode,
-    pub enabled_apis: EnabledApis,
-    pub admin_internal_errors: bool,
-    pub dev_mode: bool,
-    pub sources: Sources,
-    /// Runs pg_dump: the installed binaries, the servers' versions, the processes.
-    pub dumper: Dumper,
-    pub dump_limits: DumpLimits,
-    pub limits: Limits,
-    pub metrics: Metrics,
-    pub metrics_secret: Option<Secret>,
-    /// How long a client may take to send its request body.
-    pub request_timeout: Duration,
-    /// How many connections are kept open at most.
-    pub max_connections: usize,
-    /// How long a client may accept no bytes of a response.
-    pub send_timeout: Duration,
-}
-
-impl AppState {
-    /// The state for a configuration, its sources and its pg_dump binaries.
-    pub fn new(config: &Config, sources: Sources, pg_dump: Toolbox) -> AppState {
-        let pg_dumps = sources.postgres().count() * config.limits.max_concurrent;
-        let max_connections = config
-            .max_connections
-            .unwrap_or_else(|| conns::default_cap(conns::open_files_limit(), pg_dumps));
-        let limits = Limits::new(
-            sources.postgres().map(|source| source.name.as_str()),
-            config.limits.max_concurrent,
-            config.limits.max_queue,
-        );
-        AppState {
-            auth: config.auth.clone(),
-            enabled_apis: config.enabled_apis.clone(),
-            admin_internal_errors: config.admin_internal_errors,
-            dev_mode: config.dev_mode,
-            metrics: Metrics::new(&pg_dump),
-            sources,
-            dumper: Dumper::new(pg_dump, config.limits.timeout),
-            dump_limits: config.limits,
-            limits,
-            metrics_secret: config.metrics_secret.clone(),
-            request_timeout: config.request_header_timeout,
-            max_connections,
-            send_timeout: config.send_timeout,
-        }
-    }
-}
 
 /// All routes. A disabled API's routes are absent, so they answer like unknown paths.
 pub fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/healthz", only(get(healthz), "GET"))
         .route("/v1/version", only(get(version), "GET"));
-    if state.enabled_apis.contains(Api::Pgdump) {
+    if state.config.enabled_apis.contains(Api::Pgdump) {
         router = router.route("/v1alpha1/pg_dump", only(post(dump::pg_dump), "POST"));
     }
-    if state.enabled_apis.contains(Api::Metrics) {
+    if state.config.enabled_apis.contains(Api::Metrics) {
         router = router.route("/v1/metrics", only(get(metrics), "GET"));
     }
     router
@@ -150,12 +96,12 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
-    let by_secret = match (&state.metrics_secret, bearer) {
+    let by_secret = match (&state.config.metrics_secret, bearer) {
         (Some(secret), Some(sent)) => bool::from(sent.ct_eq(secret.expose().as_bytes())),
         _ => false,
     };
     if !by_secret {
-        match auth::authenticate(&state.auth, &headers) {
+        match auth::authenticate(&state.config.auth, &headers) {
             Ok(role) if role == ADMIN_ROLE => {}
             Ok(_) => return ApiError::NotAdmin.into_response(),
             Err(err) => return ApiError::from(err).into_response(),
@@ -171,23 +117,23 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         .into_response()
 }
 
-/// Serves `state` on `listener` until `shutdown` completes. Clients get `header_timeout` to
-/// send their request headers, and are cut off when they accept no bytes for the send
-/// timeout. At most `state.max_connections` connections are kept: past that, or when the
+/// Serves `state` on `listener` until `shutdown` completes. Clients get the request-header
+/// timeout to send their request headers, and are cut off when they accept no bytes for the
+/// send timeout. At most `state.max_connections` connections are kept: past that, or when the
 /// process runs out of file descriptors, the oldest idle ones are closed (see [`conns`]).
 /// After `shutdown`, no new connection is accepted, idle connections are closed, in-flight
-/// requests get `grace` to finish; then the connections still open are dropped and the
-/// pg_dump processes still running are stopped (their sessions with them) before this
-/// returns.
+/// requests get the graceful-shutdown timeout to finish; then the connections still open are
+/// dropped and the pg_dump processes still running are stopped (their sessions with them)
+/// before this returns.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    header_timeout: Duration,
-    grace: Duration,
 ) {
     let connections = Connections::new(state.max_connections);
-    let send_timeout = state.send_timeout;
+    let header_timeout = state.config.request_header_timeout;
+    let send_timeout = state.config.send_timeout;
+    let grace = state.config.graceful_shutdown_timeout;
     let router = app(Arc::clone(&state));
     // Every connection's task, so that none outlives `run`.
     let mut tasks = JoinSet::new();

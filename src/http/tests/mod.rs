@@ -21,19 +21,25 @@ const SECRET: &str = "t0p-secret";
 /// The state of `pgdump-api serve --database-url DATABASE_URL ARGS…`, without the environment,
 /// and without pg_dump.
 fn state(args: &[&str]) -> Arc<AppState> {
-    state_for(DATABASE_URL, Toolbox::from_binaries(Vec::new()), args)
+    state_of(
+        config(DATABASE_URL, args),
+        Toolbox::from_binaries(Vec::new()),
+    )
 }
 
-/// The state of `pgdump-api serve --database-url URL ARGS…` with `pg_dump`, without the
-/// environment.
-fn state_for(url: &str, pg_dump: Toolbox, args: &[&str]) -> Arc<AppState> {
+/// The configuration of `pgdump-api serve --database-url URL ARGS…`, without the environment.
+fn config(url: &str, args: &[&str]) -> Config {
     let args: Vec<&str> = ["--database-url", url]
         .into_iter()
         .chain(args.iter().copied())
         .collect();
-    let config = Config::from_args(serve(&args)).expect("valid flags");
+    Config::from_args(serve(&args)).expect("valid flags")
+}
+
+/// The state of a configuration, with `pg_dump`.
+fn state_of(config: Config, pg_dump: Toolbox) -> Arc<AppState> {
     let sources = Sources::load(None, config.database_url.as_ref(), |_| None).unwrap();
-    Arc::new(AppState::new(&config, sources, pg_dump))
+    Arc::new(AppState::new(config, sources, pg_dump))
 }
 
 /// The installed pg_dump: the one in `PGDUMP_API_TEST_PG_BIN` (as for the integration tests),

@@ -9,11 +9,19 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{installed_pg_dump, state, state_for};
+use super::{config, installed_pg_dump, state_of, DATABASE_URL};
 use crate::http::run;
+use crate::pg_dump::Toolbox;
 
 /// How long in-flight requests get after the shutdown.
 const GRACE: Duration = Duration::from_millis(500);
+
+/// The state of `pgdump-api serve --database-url URL` with `pg_dump` and a grace of [`GRACE`].
+fn state_with_grace(url: &str, pg_dump: Toolbox) -> Arc<crate::http::AppState> {
+    let mut config = config(url, &[]);
+    config.graceful_shutdown_timeout = GRACE;
+    state_of(config, pg_dump)
+}
 
 /// Serves `state` with [`run`] on a real socket until `clients`, given its address, are done;
 /// returns what they returned and how long `run` took to return after that.
@@ -41,10 +49,9 @@ where
             *done.lock().unwrap() = Some((opened, Instant::now()));
         }
     };
-    let header_timeout = Duration::from_secs(30);
     tokio::time::timeout(
         GRACE + Duration::from_secs(30),
-        run(listener, state, shutdown, header_timeout, GRACE),
+        run(listener, state, shutdown),
     )
     .await
     .expect("run returned");
@@ -60,7 +67,11 @@ where
 
 #[tokio::test]
 async fn run_closes_its_connections_before_it_returns() {
-    let (opened, took) = serve_until(state(&[]), open_clients).await;
+    let (opened, took) = serve_until(
+        state_with_grace(DATABASE_URL, Toolbox::from_binaries(Vec::new())),
+        open_clients,
+    )
+    .await;
     // The request in flight got its grace, and not much more.
     assert!(took >= GRACE, "returned after only {took:?}");
     assert!(took < GRACE + Duration::from_secs(3), "took {took:?}");
@@ -87,7 +98,7 @@ async fn run_stops_its_pg_dumps_before_it_returns() {
             let _ = held.send(pg_dump);
         }
     });
-    let state = state_for(&url, installed_pg_dump(), &[]);
+    let state = state_with_grace(&url, installed_pg_dump());
     let dumped = url.clone();
     let ((client, pg_dump, pid), took) = serve_until(state, |addr| async move {
         let mut client = TcpStream::connect(addr).await.unwrap();
