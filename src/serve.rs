@@ -1,18 +1,42 @@
 //! `pgdump-api serve`: from a validated [`Config`] to a listening server — find pg_dump,
 //! set up the sources, bind, log where it listens, and stop on SIGTERM or SIGINT.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, ServeArgs};
 use crate::http::{self, AppState};
 use crate::pg_dump::Toolbox;
 use crate::sources::Sources;
 
+/// `pgdump-api serve`: configuration, logging, then the server until it shuts down.
+pub fn main(args: ServeArgs) -> ExitCode {
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(err) => return fail(&err),
+    };
+    crate::logging::init(config.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err.into()),
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// Prints the whole error chain and exits non-zero.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("pgdump-api: error: {err:#}");
+    ExitCode::FAILURE
+}
+
 /// Runs the server until a shutdown signal.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     let toolbox = Toolbox::discover(&config.pg_dump_paths)?;
     for binary in toolbox.binaries() {
         tracing::info!(target: "startup", path = %binary.path.display(), version = %binary.version, "found pg_dump");

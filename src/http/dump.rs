@@ -30,10 +30,10 @@ use crate::sources::Unavailable;
 const PG_DUMP_VERSION: HeaderName = HeaderName::from_static("x-pg-dump-version");
 
 /// Largest request body accepted.
-pub const BODY_LIMIT: usize = 1024 * 1024;
+pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The handler: every failure becomes the one JSON error format.
-pub async fn pg_dump(
+pub(super) async fn pg_dump(
     State(state): State<Arc<AppState>>,
     http_version: http::Version,
     headers: HeaderMap,

@@ -14,7 +14,7 @@ use crate::pg_dump::DumpError;
 
 /// Everything that can go wrong between a request and its dump.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("resource does not exist")]
     NotFound,
     #[error("method not allowed")]
@@ -68,7 +68,7 @@ struct Body<'a> {
 
 /// What the request log records of an error response.
 #[derive(Debug, Clone)]
-pub struct ErrorSummary {
+pub(crate) struct ErrorSummary {
     pub code: &'static str,
     pub message: String,
     pub internal: Option<String>,
@@ -76,7 +76,7 @@ pub struct ErrorSummary {
 
 impl ApiError {
     /// HTTP status of this error.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -100,7 +100,7 @@ impl ApiError {
     }
 
     /// The wire `code`.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::NotFound | ApiError::SourceNotFound(_) => "not-found",
             ApiError::MethodNotAllowed => "method-not-allowed",
@@ -142,7 +142,7 @@ impl ApiError {
     }
 
     /// The response, with `internal` only when `expose_internal` says the caller may see it.
-    pub fn to_response(&self, expose_internal: bool) -> Response {
+    pub(crate) fn to_response(&self, expose_internal: bool) -> Response {
         let message = self.to_string();
         let path = self.path();
         let internal = self.internal();

@@ -5,9 +5,9 @@
 mod conns;
 mod cutoff;
 mod dump;
-pub mod error;
+pub(crate) mod error;
 mod observe;
-pub mod request;
+pub(crate) mod request;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -35,12 +35,10 @@ use crate::config::Api;
 use conns::{Conn, Connections, TrackBusy};
 use error::ApiError;
 
-pub use state::AppState;
-
-pub use dump::BODY_LIMIT;
+pub(crate) use state::AppState;
 
 /// All routes. A disabled API's routes are absent, so they answer like unknown paths.
-pub fn app(state: Arc<AppState>) -> Router {
+pub(crate) fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/healthz", only(get(healthz), "GET"))
         .route("/v1/version", only(get(version), "GET"));
@@ -125,7 +123,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 /// requests get the graceful-shutdown timeout to finish; then the connections still open are
 /// dropped and the pg_dump processes still running are stopped (their sessions with them)
 /// before this returns.
-pub async fn run(
+pub(crate) async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,

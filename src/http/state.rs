@@ -12,7 +12,7 @@ use super::conns;
 /// What every request may read: the settings as configured, and what the server built from
 /// them.
 #[derive(Debug)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub config: Config,
     pub sources: Sources,
     /// Runs pg_dump: the installed binaries, the servers' versions, the processes.
@@ -26,7 +26,7 @@ pub struct AppState {
 
 impl AppState {
     /// The state for a configuration, its sources and its pg_dump binaries.
-    pub fn new(config: Config, sources: Sources, pg_dump: Toolbox) -> AppState {
+    pub(crate) fn new(config: Config, sources: Sources, pg_dump: Toolbox) -> AppState {
         let pg_dumps = sources.postgres().count() * config.limits.max_concurrent;
         let max_connections = config
             .max_connections

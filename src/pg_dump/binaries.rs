@@ -21,14 +21,14 @@ fn version_of(output: &str) -> Option<Version> {
 
 /// One installed pg_dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgDump {
+pub(crate) struct PgDump {
     pub path: PathBuf,
     pub version: Version,
 }
 
 impl PgDump {
     /// Asks `path --version`.
-    pub fn probe(path: &Path) -> anyhow::Result<PgDump> {
+    pub(crate) fn probe(path: &Path) -> anyhow::Result<PgDump> {
         let output = Command::new(path)
             .arg("--version")
             .output()
@@ -48,14 +48,14 @@ impl PgDump {
 
 /// The pg_dump binaries this server may run.
 #[derive(Debug, Clone)]
-pub struct Toolbox {
+pub(crate) struct Toolbox {
     binaries: Vec<PgDump>,
 }
 
 impl Toolbox {
     /// Probes the configured paths (each a pg_dump or a directory holding one), or, when none
     /// are configured, the usual install locations. Fails when nothing usable is found.
-    pub fn discover(configured: &[PathBuf]) -> anyhow::Result<Toolbox> {
+    pub(crate) fn discover(configured: &[PathBuf]) -> anyhow::Result<Toolbox> {
         let mut binaries: Vec<PgDump> = Vec::new();
         if configured.is_empty() {
             for candidate in candidates() {
@@ -86,25 +86,26 @@ impl Toolbox {
         Ok(Toolbox { binaries })
     }
 
-    /// A toolbox of exactly these binaries.
-    pub fn from_binaries(binaries: Vec<PgDump>) -> Toolbox {
+    /// A toolbox of exactly these binaries (tests: an empty one has no pg_dump).
+    #[cfg(test)]
+    pub(crate) fn from_binaries(binaries: Vec<PgDump>) -> Toolbox {
         Toolbox { binaries }
     }
 
     /// Every known binary, newest first.
-    pub fn binaries(&self) -> &[PgDump] {
+    pub(crate) fn binaries(&self) -> &[PgDump] {
         &self.binaries
     }
 
     /// The newest pg_dump: it can dump every older server (used when the server's version
     /// could not be learnt; pg_dump then reports what is wrong itself).
-    pub fn newest(&self) -> Option<&PgDump> {
+    pub(crate) fn newest(&self) -> Option<&PgDump> {
         self.binaries.iter().max_by_key(|b| b.version)
     }
 
     /// The pg_dump for a server: the same major, else the nearest newer one (pg_dump refuses
     /// newer servers, and a much newer pg_dump writes SQL an old server cannot replay).
-    pub fn for_server(&self, server: Version) -> Option<&PgDump> {
+    pub(crate) fn for_server(&self, server: Version) -> Option<&PgDump> {
         self.binaries
             .iter()
             .filter(|b| b.version.major >= server.major)
@@ -112,7 +113,7 @@ impl Toolbox {
     }
 
     /// The installed versions, newest first, for error messages.
-    pub fn versions(&self) -> Vec<Version> {
+    pub(crate) fn versions(&self) -> Vec<Version> {
         self.binaries.iter().map(|b| b.version).collect()
     }
 }

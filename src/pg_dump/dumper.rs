@@ -17,7 +17,7 @@ use crate::sources::Source;
 
 /// Runs pg_dump for requests: the installed binaries, the servers' versions, the processes.
 #[derive(Debug)]
-pub struct Dumper {
+pub(crate) struct Dumper {
     toolbox: Toolbox,
     versions: ServerVersions,
     processes: Processes,
@@ -25,7 +25,7 @@ pub struct Dumper {
 }
 
 /// A dump whose output has started.
-pub struct Started {
+pub(crate) struct Started {
     /// The version of the pg_dump that runs.
     pub pg_dump: Version,
     pub output: Output,
@@ -33,7 +33,7 @@ pub struct Started {
 
 impl Dumper {
     /// A dumper running `toolbox`'s binaries, each stopped past `time_limit`, if any.
-    pub fn new(toolbox: Toolbox, time_limit: Option<Duration>) -> Dumper {
+    pub(crate) fn new(toolbox: Toolbox, time_limit: Option<Duration>) -> Dumper {
         Dumper {
             toolbox,
             versions: ServerVersions::default(),
@@ -43,22 +43,22 @@ impl Dumper {
     }
 
     /// The installed binaries.
-    pub fn toolbox(&self) -> &Toolbox {
+    pub(crate) fn toolbox(&self) -> &Toolbox {
         &self.toolbox
     }
 
     /// How long a pg_dump may run.
-    pub fn time_limit(&self) -> Option<Duration> {
+    pub(crate) fn time_limit(&self) -> Option<Duration> {
         self.time_limit
     }
 
     /// The server version of `source`, cached or learnt now.
-    pub async fn server_version(&self, source: &Source) -> Result<Version, String> {
+    pub(crate) async fn server_version(&self, source: &Source) -> Result<Version, String> {
         self.versions.get(&source.name, &source.conn).await
     }
 
     /// Stops every pg_dump still running and waits until each has been reaped.
-    pub async fn stop_all(&self) {
+    pub(crate) async fn stop_all(&self) {
         self.processes.stop_all().await;
     }
 
@@ -66,7 +66,7 @@ impl Dumper {
     /// `clean` says so; `hold` is kept until that pg_dump has exited. When pg_dump refuses
     /// the server as newer than itself, the cached version was stale (the server was
     /// upgraded): it is learnt again and the dump retried once — nothing has been sent yet.
-    pub async fn start(
+    pub(crate) async fn start(
         &self,
         source: &Source,
         args: &[String],

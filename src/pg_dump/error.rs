@@ -11,7 +11,7 @@ use super::Version;
 
 /// Why a dump produced no output.
 #[derive(Debug, thiserror::Error)]
-pub enum DumpError {
+pub(crate) enum DumpError {
     /// No installed pg_dump can dump the server.
     #[error("{}", version_mismatch_message(server, installed))]
     VersionMismatch {
@@ -35,7 +35,7 @@ pub enum DumpError {
 
 impl DumpError {
     /// Operator detail: pg_dump's stderr or the OS error.
-    pub fn internal(&self) -> Option<String> {
+    pub(crate) fn internal(&self) -> Option<String> {
         match self {
             DumpError::Spawn { detail } => Some(detail.clone()),
             DumpError::Failed { stderr } | DumpError::NoMatch { stderr, .. } => {
@@ -58,7 +58,7 @@ fn version_mismatch_message(server: &str, installed: &[Version]) -> String {
 
 /// Why a dump's output ended early, after it had started.
 #[derive(Debug)]
-pub enum StreamError {
+pub(crate) enum StreamError {
     /// pg_dump failed, or was stopped by its time limit or the shutdown.
     Dump(DumpError),
     /// pg_dump's output could not be read.

@@ -17,9 +17,9 @@ mod output;
 mod process;
 mod supervise;
 
-pub use crate::server_version::Version;
-pub use binaries::{PgDump, Toolbox};
-pub use dumper::{Dumper, Started};
-pub use error::{DumpError, StreamError};
-pub use output::Output;
-pub use supervise::{Hold, Stop};
+pub(crate) use crate::server_version::Version;
+pub(crate) use binaries::Toolbox;
+pub(crate) use dumper::{Dumper, Started};
+pub(crate) use error::{DumpError, StreamError};
+pub(crate) use output::Output;
+pub(crate) use supervise::{Hold, Stop};

@@ -26,7 +26,7 @@ const STDERR_CAP: usize = 64 * 1024;
 const CHUNK: usize = 64 * 1024;
 
 /// A running dump's output: pg_dump's stdout, cleaned when asked. Dropping it stops pg_dump.
-pub struct Output {
+pub(crate) struct Output {
     stream: Fuse<BoxStream<'static, Result<Bytes, StreamError>>>,
     exit: watch::Receiver<Option<Exit>>,
 }
@@ -58,12 +58,14 @@ impl Output {
 
     /// Why pg_dump was stopped, once it has exited; `None` while it runs or when it exited
     /// by itself.
-    pub fn stopped(&self) -> Option<Stop> {
+    pub(crate) fn stopped(&self) -> Option<Stop> {
         self.exit.borrow().as_ref().and_then(|exit| exit.stopped)
     }
 
     /// Resolves once pg_dump has exited, with why it was stopped, if it was.
-    pub fn exited(&self) -> impl std::future::Future<Output = Option<Stop>> + Send + 'static {
+    pub(crate) fn exited(
+        &self,
+    ) -> impl std::future::Future<Output = Option<Stop>> + Send + 'static {
         let mut exit = self.exit.clone();
         async move {
             match exit.wait_for(Option::is_some).await {

@@ -28,7 +28,7 @@ use crate::conninfo::ConnInfo;
 const CONNECTION_CHECK: &str = "-c client_connection_check_interval=1000";
 
 /// What to run: which pg_dump, with which validated arguments, against what.
-pub struct Job<'a> {
+pub(super) struct Job<'a> {
     pub pg_dump: &'a Path,
     pub args: &'a [String],
     pub conn: &'a ConnInfo,
@@ -40,7 +40,7 @@ pub struct Job<'a> {
 
 /// The pg_dump processes of a server: starts them, and stops them all at shutdown.
 #[derive(Debug)]
-pub struct Processes {
+pub(super) struct Processes {
     /// `true` once the server shuts down; every supervisor holds a receiver.
     shutdown: watch::Sender<bool>,
 }
@@ -56,7 +56,7 @@ impl Default for Processes {
 impl Processes {
     /// Stops every pg_dump still running (SIGTERM, then SIGKILL after a grace) and waits
     /// until each has been reaped.
-    pub async fn stop_all(&self) {
+    pub(super) async fn stop_all(&self) {
         self.shutdown.send_replace(true);
         self.shutdown.closed().await;
     }
@@ -65,7 +65,7 @@ impl Processes {
     /// pg_dump exited successfully with none). `hold` is kept until pg_dump has exited. Past
     /// `time_limit` pg_dump is stopped: before the first bytes that is
     /// [`DumpError::TimedOut`], after them the stream ends with that error.
-    pub async fn start(
+    pub(super) async fn start(
         &self,
         job: Job<'_>,
         time_limit: Option<Duration>,

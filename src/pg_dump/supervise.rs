@@ -21,11 +21,11 @@ use tokio::time::Instant;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Something kept until pg_dump has exited and been reaped, e.g. its concurrency slot.
-pub type Hold = Arc<dyn Any + Send + Sync>;
+pub(crate) type Hold = Arc<dyn Any + Send + Sync>;
 
 /// Why pg_dump was stopped rather than left to exit by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
+pub(crate) enum Stop {
     /// Its output was dropped: the request ended.
     Dropped,
     /// The time limit passed.

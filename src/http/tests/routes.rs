@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::{state, SECRET};
-use crate::http::{app, AppState, BODY_LIMIT};
+use crate::http::dump::BODY_LIMIT;
+use crate::http::{app, AppState};
 
 /// A finished response.
 struct Reply {
