@@ -7,7 +7,7 @@ use subtle::ConstantTimeEq;
 use crate::config::AuthMode;
 
 /// The role that may use the admin endpoints.
-pub const ADMIN_ROLE: &str = "admin";
+pub(crate) const ADMIN_ROLE: &str = "admin";
 
 const ADMIN_SECRET_HEADER: &str = "x-hasura-admin-secret";
 const ACCESS_KEY_HEADER: &str = "x-hasura-access-key";
@@ -15,7 +15,7 @@ const ROLE_HEADER: &str = "x-hasura-role";
 
 /// Why a request was refused before its role was known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// A secret header was sent, but it is not the secret.
     InvalidSecret,
     /// No secret header and no unauthorized role to fall back on.
@@ -23,7 +23,7 @@ pub enum AuthError {
 }
 
 /// The caller's role, from the request headers.
-pub fn authenticate(mode: &AuthMode, headers: &HeaderMap) -> Result<String, AuthError> {
+pub(crate) fn authenticate(mode: &AuthMode, headers: &HeaderMap) -> Result<String, AuthError> {
     let AuthMode::Secret {
         secret,
         unauthorized_role,

@@ -16,11 +16,11 @@ use crate::secret::Secret;
 pub struct ServeArgs {
     /// Connection string of the source named `default`.
     #[arg(long, env = "HASURA_GRAPHQL_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
+    pub(crate) database_url: Option<String>,
 
     /// Admin secret; without one every caller is admin.
     #[arg(long, env = "HASURA_GRAPHQL_ADMIN_SECRET", hide_env_values = true)]
-    pub admin_secret: Option<String>,
+    pub(crate) admin_secret: Option<String>,
 
     /// Legacy name of the admin secret, used when no admin secret is set.
     #[arg(
@@ -29,11 +29,11 @@ pub struct ServeArgs {
         hide_env_values = true,
         hide = true
     )]
-    pub access_key: Option<String>,
+    pub(crate) access_key: Option<String>,
 
     /// Role of requests that carry no admin secret header.
     #[arg(long, env = "HASURA_GRAPHQL_UNAUTHORIZED_ROLE")]
-    pub unauthorized_role: Option<String>,
+    pub(crate) unauthorized_role: Option<String>,
 
     /// Comma list of APIs to enable: metadata, graphql, pgdump, developer, config, metrics.
     #[arg(
@@ -41,29 +41,29 @@ pub struct ServeArgs {
         env = "HASURA_GRAPHQL_ENABLED_APIS",
         default_value = "metadata,graphql,pgdump,config"
     )]
-    pub enabled_apis: String,
+    pub(crate) enabled_apis: String,
 
     /// Interface to listen on; `*` means all interfaces.
     #[arg(long, env = "HASURA_GRAPHQL_SERVER_HOST", default_value = "*")]
-    pub server_host: String,
+    pub(crate) server_host: String,
 
     /// Port to listen on; 0 picks a free one (the startup log names it).
     #[arg(long, env = "HASURA_GRAPHQL_SERVER_PORT", default_value_t = 8080)]
-    pub server_port: u16,
+    pub(crate) server_port: u16,
 
     /// Include pg_dump's stderr (`internal`) in error bodies sent to admins.
     #[arg(long, env = "HASURA_GRAPHQL_ADMIN_INTERNAL_ERRORS", default_value = "true",
           num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub admin_internal_errors: bool,
+    pub(crate) admin_internal_errors: bool,
 
     /// Always include `internal` in error bodies.
     #[arg(long, env = "HASURA_GRAPHQL_DEV_MODE", default_value = "false",
           num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
-    pub dev_mode: bool,
+    pub(crate) dev_mode: bool,
 
     /// Log level.
     #[arg(long, env = "HASURA_GRAPHQL_LOG_LEVEL", value_enum, ignore_case = true, default_value_t = LogLevel::Info)]
-    pub log_level: LogLevel,
+    pub(crate) log_level: LogLevel,
 
     /// pg_dump binary or directory holding one (repeatable; the env var is colon-separated).
     /// When unset, pg_dump is looked for in /usr/lib/postgresql/*/bin, /usr/pgsql-*/bin,
@@ -73,45 +73,45 @@ pub struct ServeArgs {
         env = "HASURA_GRAPHQL_PG_DUMP_PATHS",
         value_delimiter = ':'
     )]
-    pub pg_dump_paths: Vec<PathBuf>,
+    pub(crate) pg_dump_paths: Vec<PathBuf>,
 
     /// Sources file: an exported Hasura metadata document (JSON or YAML) or a metadata
     /// directory's `databases/databases.yaml`.
     #[arg(long, env = "HASURA_GRAPHQL_SOURCES_FILE")]
-    pub sources_file: Option<PathBuf>,
+    pub(crate) sources_file: Option<PathBuf>,
 
     /// At most this many pg_dump processes run per source.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub pg_dump_max_concurrent: u32,
+    pub(crate) pg_dump_max_concurrent: u32,
 
     /// At most this many requests per source wait for a pg_dump slot; more get a 503.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_QUEUE", default_value_t = 32)]
-    pub pg_dump_max_queue: u32,
+    pub(crate) pg_dump_max_queue: u32,
 
     /// Seconds a pg_dump may run, however slowly its client reads, before it is stopped;
     /// 0 means no limit.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_TIMEOUT", default_value_t = 0)]
-    pub pg_dump_timeout: u64,
+    pub(crate) pg_dump_timeout: u64,
 
     /// Seconds a client has to send its request headers (and, separately, its body).
     #[arg(long, env = "HASURA_GRAPHQL_REQUEST_HEADER_TIMEOUT", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub request_header_timeout: u64,
+    pub(crate) request_header_timeout: u64,
 
     /// Most client connections kept open; past it the oldest idle ones are closed to serve new
     /// ones. 0 (the default): the open-files limit less a reserve for pg_dump, at most 4096.
     #[arg(long, env = "HASURA_GRAPHQL_MAX_CONNECTIONS", default_value_t = 0)]
-    pub max_connections: u32,
+    pub(crate) max_connections: u32,
     /// Seconds a client may accept no bytes of a response before the connection is closed
     /// (and its pg_dump stopped).
     #[arg(long, env = "HASURA_GRAPHQL_SEND_TIMEOUT", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..))]
-    pub send_timeout: u64,
+    pub(crate) send_timeout: u64,
 
     /// Secret for GET /v1/metrics (`Authorization: Bearer SECRET`), besides admin auth.
     #[arg(long, env = "HASURA_GRAPHQL_METRICS_SECRET", hide_env_values = true)]
-    pub metrics_secret: Option<String>,
+    pub(crate) metrics_secret: Option<String>,
 
     /// Seconds that in-flight dumps get to finish after SIGTERM/SIGINT before they are stopped.
     #[arg(
@@ -119,12 +119,12 @@ pub struct ServeArgs {
         env = "HASURA_GRAPHQL_GRACEFUL_SHUTDOWN_TIMEOUT",
         default_value_t = 60
     )]
-    pub graceful_shutdown_timeout: u64,
+    pub(crate) graceful_shutdown_timeout: u64,
 }
 
 /// Log levels, from the most to the least verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     Debug,
     Info,
     Warn,
@@ -133,7 +133,7 @@ pub enum LogLevel {
 
 /// The APIs that `--enabled-apis` may name; only some have routes here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
+pub(crate) enum Api {
     Metadata,
     Graphql,
     Pgdump,
@@ -155,11 +155,11 @@ impl Api {
 
 /// The parsed `--enabled-apis` list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EnabledApis(Vec<Api>);
+pub(crate) struct EnabledApis(Vec<Api>);
 
 impl EnabledApis {
     /// Parses a comma list; items are trimmed and case-insensitive.
-    pub fn parse(list: &str) -> anyhow::Result<Self> {
+    pub(crate) fn parse(list: &str) -> anyhow::Result<Self> {
         let mut apis = Vec::new();
         for item in list.split(',').map(str::trim) {
             let Some((api, _)) = Api::ALL
@@ -177,20 +177,15 @@ impl EnabledApis {
         Ok(EnabledApis(apis))
     }
 
-    /// Every API, for tests and embedding.
-    pub fn all() -> Self {
-        EnabledApis(Api::ALL.iter().map(|(api, _)| *api).collect())
-    }
-
     /// Whether `api` is enabled.
-    pub fn contains(&self, api: Api) -> bool {
+    pub(crate) fn contains(&self, api: Api) -> bool {
         self.0.contains(&api)
     }
 }
 
 /// Who may call the admin endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthMode {
+pub(crate) enum AuthMode {
     /// No admin secret: every caller is admin unless it names another role.
     Open,
     /// Callers prove themselves with the admin secret; others get `unauthorized_role`.
@@ -202,48 +197,48 @@ pub enum AuthMode {
 
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listen {
+pub(crate) struct Listen {
     /// A host name or IP address; `*` means every interface, IPv6 and IPv4 where the system
     /// has IPv6 (`::`, dual-stack), else IPv4 (`0.0.0.0`).
-    pub host: String,
-    pub port: u16,
+    pub(crate) host: String,
+    pub(crate) port: u16,
 }
 
 /// How `pgdump-api serve` runs, validated.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub database_url: Option<Secret>,
-    pub auth: AuthMode,
-    pub enabled_apis: EnabledApis,
-    pub listen: Listen,
-    pub admin_internal_errors: bool,
-    pub dev_mode: bool,
-    pub log_level: LogLevel,
-    pub pg_dump_paths: Vec<PathBuf>,
-    pub sources_file: Option<PathBuf>,
-    pub limits: DumpLimits,
-    pub request_header_timeout: Duration,
+pub(crate) struct Config {
+    pub(crate) database_url: Option<Secret>,
+    pub(crate) auth: AuthMode,
+    pub(crate) enabled_apis: EnabledApis,
+    pub(crate) listen: Listen,
+    pub(crate) admin_internal_errors: bool,
+    pub(crate) dev_mode: bool,
+    pub(crate) log_level: LogLevel,
+    pub(crate) pg_dump_paths: Vec<PathBuf>,
+    pub(crate) sources_file: Option<PathBuf>,
+    pub(crate) limits: DumpLimits,
+    pub(crate) request_header_timeout: Duration,
     /// `None`: derived from the open-files limit.
-    pub max_connections: Option<usize>,
-    pub send_timeout: Duration,
-    pub metrics_secret: Option<Secret>,
-    pub graceful_shutdown_timeout: Duration,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) send_timeout: Duration,
+    pub(crate) metrics_secret: Option<Secret>,
+    pub(crate) graceful_shutdown_timeout: Duration,
 }
 
 /// How much pg_dump work the server takes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DumpLimits {
+pub(crate) struct DumpLimits {
     /// pg_dump processes per source.
-    pub max_concurrent: usize,
+    pub(crate) max_concurrent: usize,
     /// Requests waiting per source.
-    pub max_queue: usize,
+    pub(crate) max_queue: usize,
     /// How long one pg_dump may run.
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl Config {
     /// Validates the raw flags.
-    pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
+    pub(crate) fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
         let enabled_apis = EnabledApis::parse(&args.enabled_apis)
             .context("invalid --enabled-apis / HASURA_GRAPHQL_ENABLED_APIS")?;
         let auth = auth_mode(args.admin_secret, args.access_key, args.unauthorized_role)?;
@@ -329,13 +324,13 @@ fn auth_mode(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use clap::FromArgMatches;
 
     /// `serve`'s flags from `args` alone: the environment variables are not read, so that a
     /// developer's own `HASURA_GRAPHQL_*` settings cannot change what a test sees.
-    fn serve(args: &[&str]) -> ServeArgs {
+    pub(crate) fn serve(args: &[&str]) -> ServeArgs {
         let command =
             ServeArgs::augment_args(clap::Command::new("serve")).mut_args(|arg| arg.env(None));
         let argv = ["serve"].iter().chain(args);

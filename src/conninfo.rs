@@ -13,7 +13,7 @@ use percent_encoding::percent_decode_str;
 
 /// A connection string with its password held apart.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     public: String,
     password: Option<Vec<u8>>,
     ssl_password: Option<String>,
@@ -26,7 +26,7 @@ impl ConnInfo {
     /// name or password cannot be what was meant (an unencoded `@` or `/` in it) is refused,
     /// since libpq would read part of the password as the host or database name, and that
     /// part would reach pg_dump's command line and the logs.
-    pub fn parse(conninfo: &str) -> Result<ConnInfo, UnencodedUserinfo> {
+    pub(crate) fn parse(conninfo: &str) -> Result<ConnInfo, UnencodedUserinfo> {
         let conninfo = conninfo.trim();
         if conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://") {
             check_userinfo(conninfo)?;
@@ -37,7 +37,7 @@ impl ConnInfo {
     }
 
     /// A connection from keyword/value parameters (the password kept apart).
-    pub fn from_params(params: Vec<(String, String)>, password: Option<String>) -> ConnInfo {
+    pub(crate) fn from_params(params: Vec<(String, String)>, password: Option<String>) -> ConnInfo {
         ConnInfo {
             public: keyword_string(&params),
             password: password.map(String::into_bytes),
@@ -47,7 +47,7 @@ impl ConnInfo {
     }
 
     /// The last value given for `key` (libpq: the last one wins).
-    pub fn param(&self, key: &str) -> Option<&str> {
+    pub(crate) fn param(&self, key: &str) -> Option<&str> {
         self.params
             .iter()
             .rev()
@@ -56,22 +56,22 @@ impl ConnInfo {
     }
 
     /// The connection string without its password: safe for argv and logs.
-    pub fn public(&self) -> &str {
+    pub(crate) fn public(&self) -> &str {
         &self.public
     }
 
     /// The password, for pg_dump's `PGPASSWORD`.
-    pub fn password(&self) -> Option<&[u8]> {
+    pub(crate) fn password(&self) -> Option<&[u8]> {
         self.password.as_deref()
     }
 
     /// The client key's passphrase (`sslpassword`), which has no environment variable.
-    pub fn ssl_password(&self) -> Option<&str> {
+    pub(crate) fn ssl_password(&self) -> Option<&str> {
         self.ssl_password.as_deref()
     }
 
     /// Replaces every occurrence of a secret in `text` (e.g. pg_dump's stderr) by `***`.
-    pub fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         let password = self.password.as_deref().map(String::from_utf8_lossy);
         let secrets = [password.as_deref(), self.ssl_password.as_deref()];
         secrets
@@ -99,7 +99,7 @@ impl fmt::Debug for ConnInfo {
     "the connection URI has {what}: a user name or password that holds `@`, `/`, `?` or `:` \
      must be percent-encoded (`@` as %40, `/` as %2F, `?` as %3F, `:` as %3A)"
 )]
-pub struct UnencodedUserinfo {
+pub(crate) struct UnencodedUserinfo {
     what: &'static str,
 }
 

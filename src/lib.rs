@@ -19,20 +19,26 @@
 //!
 //! [`client`] is the other side: the `dump`, `migrate create` and `seed create` commands,
 //! which call any server that speaks the PG Dump API and write what it sends atomically.
+//!
+//! Only what the binary, the property tests and the benchmarks use is public (`cli`,
+//! `serve::main`, the client commands, and the pure cores `opts` and `clean`); everything
+//! else is crate-private, so that the compiler points at dead code.
 
-pub mod auth;
+#![deny(unreachable_pub)]
+
+mod auth;
 pub mod clean;
 pub mod cli;
 pub mod client;
 pub mod config;
-pub mod conninfo;
-pub mod http;
-pub mod limits;
-pub mod logging;
-pub mod metrics;
+mod conninfo;
+mod http;
+mod limits;
+mod logging;
+mod metrics;
 pub mod opts;
-pub mod pg_dump;
-pub mod secret;
+mod pg_dump;
+mod secret;
 pub mod serve;
-pub mod server_version;
-pub mod sources;
+mod server_version;
+mod sources;

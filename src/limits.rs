@@ -11,7 +11,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The limits of every source.
 #[derive(Debug)]
-pub struct Limits {
+pub(crate) struct Limits {
     max_concurrent: usize,
     max_queue: usize,
     sources: HashMap<String, SourceLimit>,
@@ -25,13 +25,13 @@ struct SourceLimit {
 
 /// The right to run one pg_dump; dropping it frees the place.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
 }
 
 /// A source's line is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy {
+pub(crate) struct Busy {
     pub running: usize,
     pub queued: usize,
 }
@@ -47,7 +47,7 @@ impl Drop for Waiting {
 
 impl Limits {
     /// Limits for `sources`; `max_concurrent` is at least 1.
-    pub fn new<'a>(
+    pub(crate) fn new<'a>(
         sources: impl IntoIterator<Item = &'a str>,
         max_concurrent: usize,
         max_queue: usize,
@@ -71,7 +71,7 @@ impl Limits {
     }
 
     /// Waits for a place to run a pg_dump against `source`, or refuses when the line is full.
-    pub async fn acquire(&self, source: &str) -> Result<Slot, Busy> {
+    pub(crate) async fn acquire(&self, source: &str) -> Result<Slot, Busy> {
         let Some(limit) = self.sources.get(source) else {
             // Sources are fixed at startup; an unknown one never reaches pg_dump.
             return Err(Busy {
@@ -100,7 +100,7 @@ impl Limits {
     }
 
     /// `(running, queued)` for `source`, for metrics.
-    pub fn load(&self, source: &str) -> (usize, usize) {
+    pub(crate) fn load(&self, source: &str) -> (usize, usize) {
         self.sources.get(source).map_or((0, 0), |limit| {
             (
                 self.max_concurrent - limit.running.available_permits(),

@@ -18,7 +18,7 @@ use tracing_subscriber::Layer;
 use crate::config::LogLevel;
 
 /// Installs the JSON-lines logger for this process.
-pub fn init(level: LogLevel) {
+pub(crate) fn init(level: LogLevel) {
     let filter = match level {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Info => LevelFilter::INFO,
@@ -31,7 +31,7 @@ pub fn init(level: LogLevel) {
 }
 
 /// Formats one event as one line.
-pub fn format_line(level: &Level, target: &str, detail: Map<String, Value>) -> String {
+pub(crate) fn format_line(level: &Level, target: &str, detail: Map<String, Value>) -> String {
     let log_type = if target.contains("::") || target.is_empty() {
         "server"
     } else {

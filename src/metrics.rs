@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::limits::Limits;
-use crate::pg_dump::Toolbox;
+use crate::pg_dump::{DumpError, StreamError, Toolbox};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
@@ -42,7 +42,7 @@ struct InstalledLabels {
 
 /// Why a dump did not succeed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The source's line was full.
     Busy,
     /// pg_dump could not be started.
@@ -62,6 +62,26 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// Why a dump failed: the one classification, which the metrics record and the error
+    /// response's status and code follow.
+    pub(crate) fn of(err: &DumpError) -> Failure {
+        match err {
+            DumpError::VersionMismatch { .. } => Failure::VersionMismatch,
+            DumpError::Spawn { .. } => Failure::Spawn,
+            DumpError::Failed { .. } => Failure::PgDump,
+            DumpError::NoMatch { .. } => Failure::NoMatch,
+            DumpError::TimedOut { .. } => Failure::Timeout,
+        }
+    }
+
+    /// Why a dump's output ended early, after it had started.
+    pub(crate) fn of_stream(err: &StreamError) -> Failure {
+        match err {
+            StreamError::Dump(err) => Failure::of(err),
+            StreamError::Read(_) => Failure::PgDump,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Failure::Busy => "busy",
@@ -78,7 +98,7 @@ impl Failure {
 
 /// Every metric, registered once.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     started: Family<SourceLabel, Counter>,
     succeeded: Family<SourceLabel, Counter>,
@@ -94,7 +114,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Registers every metric; the installed pg_dump binaries are recorded once.
-    pub fn new(toolbox: &Toolbox) -> Metrics {
+    pub(crate) fn new(toolbox: &Toolbox) -> Metrics {
         let mut registry = Registry::with_prefix("pgdump");
         let started = Family::<SourceLabel, Counter>::default();
         let succeeded = Family::<SourceLabel, Counter>::default();
@@ -173,12 +193,12 @@ impl Metrics {
     }
 
     /// A request passed validation and asks for a dump.
-    pub fn started(&self, source: &str) {
+    pub(crate) fn started(&self, source: &str) {
         self.started.get_or_create(&Self::source(source)).inc();
     }
 
     /// pg_dump `version` runs for `source`.
-    pub fn ran(&self, source: &str, version: &str) {
+    pub(crate) fn ran(&self, source: &str, version: &str) {
         let labels = VersionLabels {
             source: source.to_owned(),
             version: version.to_owned(),
@@ -187,14 +207,14 @@ impl Metrics {
     }
 
     /// Output bytes sent for `source`.
-    pub fn streamed(&self, source: &str, bytes: u64) {
+    pub(crate) fn streamed(&self, source: &str, bytes: u64) {
         self.bytes
             .get_or_create(&Self::source(source))
             .inc_by(bytes);
     }
 
     /// A dump ended, successfully or not, after `elapsed`.
-    pub fn finished(&self, source: &str, outcome: Result<(), Failure>, elapsed: Duration) {
+    pub(crate) fn finished(&self, source: &str, outcome: Result<(), Failure>, elapsed: Duration) {
         match outcome {
             Ok(()) => {
                 self.succeeded.get_or_create(&Self::source(source)).inc();
@@ -213,7 +233,11 @@ impl Metrics {
     }
 
     /// The text exposition, with the running and queued gauges read from `limits` now.
-    pub fn render<'a>(&self, limits: &Limits, sources: impl Iterator<Item = &'a str>) -> String {
+    pub(crate) fn render<'a>(
+        &self,
+        limits: &Limits,
+        sources: impl Iterator<Item = &'a str>,
+    ) -> String {
         let _scrape = self
             .scrape
             .lock()

@@ -1,18 +1,42 @@
 //! `pgdump-api serve`: from a validated [`Config`] to a listening server — find pg_dump,
 //! set up the sources, bind, log where it listens, and stop on SIGTERM or SIGINT.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 
-use crate::config::{AuthMode, Config};
+use crate::config::{AuthMode, Config, ServeArgs};
 use crate::http::{self, AppState};
 use crate::pg_dump::Toolbox;
 use crate::sources::Sources;
 
+/// `pgdump-api serve`: configuration, logging, then the server until it shuts down.
+pub fn main(args: ServeArgs) -> ExitCode {
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(err) => return fail(&err),
+    };
+    crate::logging::init(config.log_level);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err.into()),
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+/// Prints the whole error chain and exits non-zero.
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("pgdump-api: error: {err:#}");
+    ExitCode::FAILURE
+}
+
 /// Runs the server until a shutdown signal.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config) -> anyhow::Result<()> {
     let toolbox = Toolbox::discover(&config.pg_dump_paths)?;
     for binary in toolbox.binaries() {
         tracing::info!(target: "startup", path = %binary.path.display(), version = %binary.version, "found pg_dump");
@@ -41,18 +65,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(target: "startup", address = %address,
             "no admin secret is set: anyone who can reach this server can dump the database; set --admin-secret / HASURA_GRAPHQL_ADMIN_SECRET");
     }
-    let state = Arc::new(AppState::new(&config, sources, toolbox));
+    let state = Arc::new(AppState::new(config, sources, toolbox));
     tracing::info!(target: "startup", address = %address, version = env!("CARGO_PKG_VERSION"),
         max_connections = state.max_connections, "listening");
     tokio::spawn(learn_server_versions(Arc::clone(&state)));
-    http::run(
-        listener,
-        state,
-        shutdown_signal(),
-        config.request_header_timeout,
-        config.graceful_shutdown_timeout,
-    )
-    .await;
+    http::run(listener, state, shutdown_signal()).await;
     tracing::info!(target: "startup", "stopped");
     Ok(())
 }
@@ -61,8 +78,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// wait for it and a missing pg_dump shows in the log at startup.
 async fn learn_server_versions(state: Arc<AppState>) {
     for source in state.sources.postgres() {
-        match state.versions.get(&source.name, &source.conn).await {
-            Ok(server) => match state.pg_dump.for_server(server) {
+        match state.dumper.server_version(source).await {
+            Ok(server) => match state.dumper.toolbox().for_server(server) {
                 Some(pg_dump) => tracing::info!(target: "startup", source = %source.name,
                     server_version = %server, pg_dump = %pg_dump.version, "source ready"),
                 None => tracing::warn!(target: "startup", source = %source.name,

@@ -13,11 +13,11 @@ use crate::conninfo::ConnInfo;
 use crate::secret::Secret;
 
 /// The name of the source dumped when a request names none.
-pub const DEFAULT: &str = "default";
+pub(crate) const DEFAULT: &str = "default";
 
 /// One database that can be dumped.
 #[derive(Debug, Clone)]
-pub struct Source {
+pub(crate) struct Source {
     pub name: String,
     pub conn: ConnInfo,
 }
@@ -31,7 +31,7 @@ enum Entry {
 
 /// Why a source cannot be dumped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unavailable {
+pub(crate) enum Unavailable {
     NotFound,
     /// Configured, but not a PostgreSQL source (`mssql`, `bigquery`, …).
     NotPostgres {
@@ -41,12 +41,12 @@ pub enum Unavailable {
 
 /// Every configured source, by name.
 #[derive(Debug, Clone, Default)]
-pub struct Sources(BTreeMap<String, Entry>);
+pub(crate) struct Sources(BTreeMap<String, Entry>);
 
 impl Sources {
     /// The sources of a configuration: those of `file`, if any, then `default` from the
     /// database URL unless the file has one. `env` looks up `{from_env: VAR}` references.
-    pub fn load(
+    pub(crate) fn load(
         file: Option<&Path>,
         database_url: Option<&Secret>,
         env: impl Fn(&str) -> Option<String>,
@@ -66,7 +66,10 @@ impl Sources {
     }
 
     /// Reads a sources file.
-    pub fn from_file(path: &Path, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Sources> {
+    pub(crate) fn from_file(
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Sources> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("could not read sources file {}", path.display()))?;
         Sources::from_document(&text, env)
@@ -74,7 +77,7 @@ impl Sources {
     }
 
     /// Parses a sources document (JSON or YAML).
-    pub fn from_document(
+    pub(crate) fn from_document(
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Sources> {
@@ -125,7 +128,7 @@ impl Sources {
     }
 
     /// Adds (or replaces) a PostgreSQL source.
-    pub fn insert(&mut self, name: &str, conn: ConnInfo) {
+    pub(crate) fn insert(&mut self, name: &str, conn: ConnInfo) {
         let source = Source {
             name: name.to_owned(),
             conn,
@@ -134,7 +137,7 @@ impl Sources {
     }
 
     /// The PostgreSQL source called `name`.
-    pub fn get(&self, name: &str) -> Result<&Source, Unavailable> {
+    pub(crate) fn get(&self, name: &str) -> Result<&Source, Unavailable> {
         match self.0.get(name) {
             Some(Entry::Postgres(source)) => Ok(source),
             Some(Entry::Other { kind }) => Err(Unavailable::NotPostgres { kind: kind.clone() }),
@@ -143,7 +146,7 @@ impl Sources {
     }
 
     /// Every PostgreSQL source.
-    pub fn postgres(&self) -> impl Iterator<Item = &Source> {
+    pub(crate) fn postgres(&self) -> impl Iterator<Item = &Source> {
         self.0.values().filter_map(|entry| match entry {
             Entry::Postgres(source) => Some(source),
             Entry::Other { .. } => None,
@@ -151,7 +154,7 @@ impl Sources {
     }
 
     /// Whether no source is configured.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }

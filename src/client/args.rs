@@ -29,7 +29,7 @@ file is left behind.";
 
 /// Which server to ask, and how.
 #[derive(Debug, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// URL of the server (pgdump-api or Hasura GraphQL Engine).
     #[arg(
         long,
@@ -37,20 +37,20 @@ pub struct ConnectArgs {
         default_value = "http://localhost:8080",
         value_parser = parse_endpoint
     )]
-    pub endpoint: Url,
+    pub(crate) endpoint: Url,
 
     /// Admin secret, sent as `x-hasura-admin-secret`.
     #[arg(long, env = "HASURA_GRAPHQL_ADMIN_SECRET", hide_env_values = true,
           value_parser = parse_secret)]
-    pub admin_secret: Option<Secret>,
+    pub(crate) admin_secret: Option<Secret>,
 
     /// Extra request header (repeatable).
     #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 
     /// No progress line on stderr (there is none either when stderr is not a terminal).
     #[arg(short, long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
 }
 
 /// `pgdump-api dump`.
@@ -59,35 +59,35 @@ pub struct ConnectArgs {
 pub struct DumpArgs {
     /// Database to dump, by its source name on the server [default: the server's `default`].
     #[arg(long, value_name = "NAME")]
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
 
     /// Ask for `clean_output`, SQL that a client other than psql can replay (pg_dump's own
     /// --clean goes after `--`)
     #[arg(long)]
-    pub clean: bool,
+    pub(crate) clean: bool,
 
     /// Write the dump to FILE, atomically: it appears only once complete [default: stdout].
     #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
 
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 
     /// pg_dump options, after `--` (e.g. `-- --schema-only -n public`).
     #[arg(last = true, value_name = "PG_DUMP_OPTS")]
-    pub pg_dump_opts: Vec<String>,
+    pub(crate) pg_dump_opts: Vec<String>,
 }
 
 /// `pgdump-api migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(subcommand)]
-    pub command: MigrateCommand,
+    pub(crate) command: MigrateCommand,
 }
 
 /// The subcommands of `pgdump-api migrate`.
 #[derive(Debug, Subcommand)]
-pub enum MigrateCommand {
+pub(crate) enum MigrateCommand {
     /// Create a Hasura migration (`migrations/DB/TIMESTAMP_NAME/up.sql`) from the server's schema.
     #[command(after_help = format!("{NAMES_HELP}\n\n{EXIT_HELP}"))]
     Create(MigrateCreateArgs),
@@ -95,42 +95,42 @@ pub enum MigrateCommand {
 
 /// `pgdump-api migrate create`.
 #[derive(Debug, Args)]
-pub struct MigrateCreateArgs {
+pub(crate) struct MigrateCreateArgs {
     /// Name of the migration; its directory is `TIMESTAMP_NAME`.
     #[arg(value_parser = parse_file_name)]
-    pub name: String,
+    pub(crate) name: String,
 
     /// Take the schema from the server (required: the one kind of migration made here).
     #[arg(long, required = true)]
-    pub from_server: bool,
+    pub(crate) from_server: bool,
 
     /// Schema to include (repeatable) [default: public].
     #[arg(long = "schema", value_name = "SCHEMA", value_parser = parse_schema)]
-    pub schemas: Vec<SchemaName>,
+    pub(crate) schemas: Vec<SchemaName>,
 
     /// Database (source) name: on the server, and in the migrations directory.
     #[arg(long, value_name = "NAME", default_value = "default", value_parser = parse_file_name)]
-    pub database_name: String,
+    pub(crate) database_name: String,
 
     /// Hasura project directory [default: the nearest one holding config.yaml, else the
     /// current directory].
     #[arg(long, value_name = "DIR")]
-    pub project: Option<PathBuf>,
+    pub(crate) project: Option<PathBuf>,
 
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 /// `pgdump-api seed`.
 #[derive(Debug, Args)]
 pub struct SeedArgs {
     #[command(subcommand)]
-    pub command: SeedCommand,
+    pub(crate) command: SeedCommand,
 }
 
 /// The subcommands of `pgdump-api seed`.
 #[derive(Debug, Subcommand)]
-pub enum SeedCommand {
+pub(crate) enum SeedCommand {
     /// Create a Hasura seed file (`seeds/DB/TIMESTAMP_NAME.sql`) from tables' rows.
     #[command(after_help = format!("{NAMES_HELP}\n\n{EXIT_HELP}"))]
     Create(SeedCreateArgs),
@@ -138,27 +138,27 @@ pub enum SeedCommand {
 
 /// `pgdump-api seed create`.
 #[derive(Debug, Args)]
-pub struct SeedCreateArgs {
+pub(crate) struct SeedCreateArgs {
     /// Name of the seed; its file is `TIMESTAMP_NAME.sql`.
     #[arg(value_parser = parse_file_name)]
-    pub name: String,
+    pub(crate) name: String,
 
     /// Table whose rows to take (repeatable, or several after one flag).
     #[arg(long = "from-table", value_name = "TABLE", required = true, num_args = 1..,
           value_parser = parse_table)]
-    pub tables: Vec<TableName>,
+    pub(crate) tables: Vec<TableName>,
 
     /// Database (source) name: on the server, and in the seeds directory.
     #[arg(long, value_name = "NAME", default_value = "default", value_parser = parse_file_name)]
-    pub database_name: String,
+    pub(crate) database_name: String,
 
     /// Hasura project directory [default: the nearest one holding config.yaml, else the
     /// current directory].
     #[arg(long, value_name = "DIR")]
-    pub project: Option<PathBuf>,
+    pub(crate) project: Option<PathBuf>,
 
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
 }
 
 fn parse_secret(input: &str) -> Result<Secret, String> {
@@ -182,7 +182,7 @@ fn parse_file_name(input: &str) -> Result<String, String> {
 }
 
 /// Reads `Name: value` into a header.
-pub fn parse_header(input: &str) -> Result<(HeaderName, HeaderValue), String> {
+pub(crate) fn parse_header(input: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = input
         .split_once(':')
         .ok_or_else(|| format!("expected 'Name: value', got {input:?}"))?;
@@ -196,7 +196,7 @@ pub fn parse_header(input: &str) -> Result<(HeaderName, HeaderValue), String> {
 }
 
 /// Reads an `http://` or `https://` URL.
-pub fn parse_endpoint(input: &str) -> Result<Url, String> {
+pub(crate) fn parse_endpoint(input: &str) -> Result<Url, String> {
     let url = Url::parse(input).map_err(|err| format!("{err}"))?;
     match url.scheme() {
         "http" | "https" if url.has_host() => Ok(url),

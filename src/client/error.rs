@@ -10,18 +10,20 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 /// A local failure: files, disks, anything that is neither the server's nor the network's.
-pub const EXIT_LOCAL: u8 = 1;
+pub(crate) const EXIT_LOCAL: u8 = 1;
 /// A usage error; clap exits with it for bad flags.
-pub const EXIT_USAGE: u8 = 2;
+// clap exits with it, not this crate: named so that the statuses are listed whole (and tested).
+#[allow(dead_code)]
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// The server answered with an error status.
-pub const EXIT_REJECTED: u8 = 3;
+pub(crate) const EXIT_REJECTED: u8 = 3;
 /// The server could not be reached, or its response ended before it was complete.
-pub const EXIT_TRANSPORT: u8 = 4;
+pub(crate) const EXIT_TRANSPORT: u8 = 4;
 
 /// The connection failed or the response was cut short.
 #[derive(Debug, thiserror::Error)]
 #[error("{context}")]
-pub struct Transport {
+pub(crate) struct Transport {
     context: String,
     #[source]
     source: reqwest::Error,
@@ -29,7 +31,7 @@ pub struct Transport {
 
 impl Transport {
     /// Says what was being done when `source` happened.
-    pub fn new(context: impl Into<String>, source: reqwest::Error) -> Transport {
+    pub(crate) fn new(context: impl Into<String>, source: reqwest::Error) -> Transport {
         Transport {
             context: context.into(),
             source,
@@ -40,13 +42,13 @@ impl Transport {
 /// A signal stopped the client; the exit status is 128 + its number, as for a shell.
 #[derive(Debug, thiserror::Error)]
 #[error("interrupted by {name}")]
-pub struct Interrupted {
-    pub name: &'static str,
-    pub number: u8,
+pub(crate) struct Interrupted {
+    pub(crate) name: &'static str,
+    pub(crate) number: u8,
 }
 
 /// The exit status for a failure: the first cause in the chain that is ours to classify.
-pub fn exit_status(err: &anyhow::Error) -> u8 {
+pub(crate) fn exit_status(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(interrupted) = cause.downcast_ref::<Interrupted>() {
             return 128 + interrupted.number;
@@ -74,23 +76,23 @@ pub fn report(result: anyhow::Result<()>) -> ExitCode {
 /// Writing the dump failed on our side.
 #[derive(Debug, thiserror::Error)]
 #[error("could not write the dump")]
-pub struct WriteFailed(#[source] pub io::Error);
+pub(crate) struct WriteFailed(#[source] pub io::Error);
 
 /// The server answered with an error status: what it said, readably.
 #[derive(Debug)]
-pub struct Rejected {
-    pub status: StatusCode,
-    pub code: Option<String>,
-    pub error: Option<String>,
-    pub internal: Option<String>,
+pub(crate) struct Rejected {
+    pub(crate) status: StatusCode,
+    pub(crate) code: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) internal: Option<String>,
     /// The body, when it is not a JSON error (a proxy's HTML page, say).
-    pub other: Option<String>,
-    pub location: Option<String>,
+    pub(crate) other: Option<String>,
+    pub(crate) location: Option<String>,
 }
 
 impl Rejected {
     /// Picks `code`, `error` and `internal` out of a Hasura-shaped JSON error.
-    pub fn from_body(status: StatusCode, body: &[u8], location: Option<String>) -> Rejected {
+    pub(crate) fn from_body(status: StatusCode, body: &[u8], location: Option<String>) -> Rejected {
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let field = |name: &str| -> Option<String> {
             match json.as_ref()?.get(name)? {
@@ -153,7 +155,7 @@ impl fmt::Display for Rejected {
 impl std::error::Error for Rejected {}
 
 /// Whether writing to stdout failed because its reader went away.
-pub fn is_closed_pipe(err: &anyhow::Error) -> bool {
+pub(crate) fn is_closed_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause
             .downcast_ref::<WriteFailed>()
@@ -201,7 +203,17 @@ mod tests {
         for (err, status) in cases {
             assert_eq!(exit_status(&err), status, "{err:#}");
         }
-        assert!(![0, EXIT_USAGE].contains(&exit_status(&anyhow!("x"))));
+        // Each kind of failure has its own status, none of them success, and a usage error's
+        // is the one clap exits with.
+        let statuses = [EXIT_LOCAL, EXIT_USAGE, EXIT_REJECTED, EXIT_TRANSPORT, 130];
+        for (i, status) in statuses.iter().enumerate() {
+            assert_ne!(*status, 0);
+            assert!(!statuses[i + 1..].contains(status), "{status} twice");
+        }
+        let usage = clap::Command::new("x")
+            .try_get_matches_from(["x", "--no-such-flag"])
+            .unwrap_err();
+        assert_eq!(usage.exit_code(), i32::from(EXIT_USAGE));
     }
 
     #[test]

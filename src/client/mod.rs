@@ -12,10 +12,10 @@
 
 pub mod args;
 pub mod error;
-pub mod names;
-pub mod output;
-pub mod progress;
-pub mod request;
+mod names;
+mod output;
+mod progress;
+mod request;
 
 use std::future::Future;
 use std::io::{self, BufWriter, Write};

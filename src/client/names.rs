@@ -17,7 +17,7 @@ use std::fmt;
 
 /// Why a name could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
+pub(crate) enum NameError {
     #[error("empty name")]
     Empty,
     #[error("a quoted name is not closed (write a double quote inside it as \"\")")]
@@ -30,18 +30,18 @@ pub enum NameError {
 
 /// A schema name, read from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SchemaName(pub String);
+pub(crate) struct SchemaName(pub String);
 
 /// A table name, possibly schema-qualified, read from the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableName {
+pub(crate) struct TableName {
     pub schema: Option<String>,
     pub table: String,
 }
 
 impl SchemaName {
     /// Reads one name: `"…"` quoted, or taken literally (dots included).
-    pub fn parse(input: &str) -> Result<SchemaName, NameError> {
+    pub(crate) fn parse(input: &str) -> Result<SchemaName, NameError> {
         let (name, rest) = part(input, false)?;
         match rest {
             "" => Ok(SchemaName(name)),
@@ -50,14 +50,14 @@ impl SchemaName {
     }
 
     /// The pg_dump pattern that matches exactly this schema.
-    pub fn pattern(&self) -> String {
+    pub(crate) fn pattern(&self) -> String {
         quote(&self.0)
     }
 }
 
 impl TableName {
     /// Reads `table`, `schema.table`, with either part optionally `"…"` quoted.
-    pub fn parse(input: &str) -> Result<TableName, NameError> {
+    pub(crate) fn parse(input: &str) -> Result<TableName, NameError> {
         let (first, rest) = part(input, true)?;
         let Some(rest) = rest.strip_prefix('.') else {
             return match rest {
@@ -79,7 +79,7 @@ impl TableName {
     }
 
     /// The pg_dump pattern that matches exactly this table.
-    pub fn pattern(&self) -> String {
+    pub(crate) fn pattern(&self) -> String {
         match &self.schema {
             Some(schema) => format!("{}.{}", quote(schema), quote(&self.table)),
             None => quote(&self.table),

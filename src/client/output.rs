@@ -14,7 +14,7 @@ use tempfile::{NamedTempFile, TempDir};
 const BUFFER: usize = 64 * 1024;
 
 /// A file being written; it appears at its path only on [`AtomicFile::commit`].
-pub struct AtomicFile {
+pub(super) struct AtomicFile {
     path: PathBuf,
     temp: BufWriter<NamedTempFile>,
 }
@@ -22,7 +22,7 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts writing `path`: creates a hidden temporary file in the same directory, so that
     /// the final rename cannot cross file systems.
-    pub fn create(path: &Path) -> anyhow::Result<AtomicFile> {
+    pub(super) fn create(path: &Path) -> anyhow::Result<AtomicFile> {
         let file_name = path
             .file_name()
             .with_context(|| format!("{} does not name a file", path.display()))?;
@@ -44,7 +44,7 @@ impl AtomicFile {
     }
 
     /// Flushes the data to disk and renames the temporary file to the final path.
-    pub fn commit(self) -> anyhow::Result<()> {
+    pub(super) fn commit(self) -> anyhow::Result<()> {
         let path = self.path;
         let temp = self
             .temp
@@ -73,14 +73,14 @@ impl Write for AtomicFile {
 
 /// A directory being filled; it appears at its path only on [`AtomicDir::commit`], so that a
 /// migration directory never exists without its complete `up.sql`.
-pub struct AtomicDir {
+pub(super) struct AtomicDir {
     path: PathBuf,
     temp: TempDir,
 }
 
 impl AtomicDir {
     /// Starts building `path`, which must not exist yet; its parent directories are created.
-    pub fn create(path: &Path) -> anyhow::Result<AtomicDir> {
+    pub(super) fn create(path: &Path) -> anyhow::Result<AtomicDir> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             bail!("{} does not name a directory", path.display());
         };
@@ -107,12 +107,12 @@ impl AtomicDir {
     }
 
     /// Where a file of the directory is written before the commit.
-    pub fn staged(&self, file: &str) -> PathBuf {
+    pub(super) fn staged(&self, file: &str) -> PathBuf {
         self.temp.path().join(file)
     }
 
     /// Renames the temporary directory to the final path; on failure it is removed.
-    pub fn commit(self) -> anyhow::Result<PathBuf> {
+    pub(super) fn commit(self) -> anyhow::Result<PathBuf> {
         std::fs::rename(self.temp.path(), &self.path).with_context(|| {
             format!("could not rename the migration to {}", self.path.display())
         })?;

@@ -8,12 +8,12 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A spinner line that counts bytes, or nothing.
-pub struct Progress(ProgressBar);
+pub(super) struct Progress(ProgressBar);
 
 impl Progress {
     /// A visible line unless `quiet`, or stderr is not a terminal, or the dump goes to a
     /// stdout that is the terminal itself.
-    pub fn new(quiet: bool, to_stdout: bool) -> Progress {
+    pub(super) fn new(quiet: bool, to_stdout: bool) -> Progress {
         let watched =
             std::io::stderr().is_terminal() && !(to_stdout && std::io::stdout().is_terminal());
         if quiet || !watched {
@@ -31,17 +31,17 @@ impl Progress {
     }
 
     /// The response has started.
-    pub fn receiving(&self) {
+    pub(super) fn receiving(&self) {
         self.0.set_message("received");
     }
 
     /// `bytes` more were written.
-    pub fn advance(&self, bytes: u64) {
+    pub(super) fn advance(&self, bytes: u64) {
         self.0.inc(bytes);
     }
 
     /// Removes the line.
-    pub fn clear(&self) {
+    pub(super) fn clear(&self) {
         self.0.finish_and_clear();
     }
 }

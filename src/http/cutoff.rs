@@ -18,7 +18,7 @@ use tokio::time::{Instant, Sleep};
 
 /// Why a connection was cut off.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reason {
+pub(super) enum Reason {
     /// The client accepted no bytes for this long.
     SendTimeout(Duration),
     /// The request's dump was stopped: its message.
@@ -40,7 +40,7 @@ impl std::fmt::Display for Reason {
 
 /// A handle on a connection, as a request extension: to cut it off, or to learn why it was.
 #[derive(Debug, Clone, Default)]
-pub struct Cut(Arc<Shared>);
+pub(super) struct Cut(Arc<Shared>);
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -52,19 +52,19 @@ struct Shared {
 impl Cut {
     /// Ends the connection: its socket fails from now on with `reason` (the first reason
     /// stays).
-    pub fn cut(&self, reason: Reason) {
+    pub(super) fn cut(&self, reason: Reason) {
         let _ = self.0.reason.set(reason);
         self.0.waker.wake();
     }
 
     /// Why the connection was cut off, if it was.
-    pub fn reason(&self) -> Option<&Reason> {
+    pub(super) fn reason(&self) -> Option<&Reason> {
         self.0.reason.get()
     }
 }
 
 /// A socket that fails once the peer has accepted no bytes for `send_timeout`, or once cut.
-pub struct CutOff<IO> {
+pub(super) struct CutOff<IO> {
     io: IO,
     send_timeout: Duration,
     /// Runs out `send_timeout` after the current stall began; reused from stall to stall.
@@ -74,7 +74,7 @@ pub struct CutOff<IO> {
 }
 
 impl<IO> CutOff<IO> {
-    pub fn new(io: IO, send_timeout: Duration) -> Self {
+    pub(super) fn new(io: IO, send_timeout: Duration) -> Self {
         CutOff {
             io,
             send_timeout,
@@ -85,7 +85,7 @@ impl<IO> CutOff<IO> {
     }
 
     /// The handle to cut this connection off.
-    pub fn handle(&self) -> Cut {
+    pub(super) fn handle(&self) -> Cut {
         self.cut.clone()
     }
 

@@ -19,21 +19,21 @@ use http_body_util::BodyExt;
 use super::cutoff::{Cut, Reason};
 use super::error::ApiError;
 use super::request::DumpRequest;
-use super::AppState;
+use super::state::AppState;
 use crate::auth::{self, ADMIN_ROLE};
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
-use crate::pg_dump::{self, DumpError, Hold, Job, Output, PgDump, Stop, Version};
-use crate::sources::{Source, Unavailable};
+use crate::pg_dump::{DumpError, Hold, Output, Started, Stop, Version};
+use crate::sources::Unavailable;
 
 /// The version of the pg_dump that wrote a response.
 const PG_DUMP_VERSION: HeaderName = HeaderName::from_static("x-pg-dump-version");
 
 /// Largest request body accepted.
-pub const BODY_LIMIT: usize = 1024 * 1024;
+pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The handler: every failure becomes the one JSON error format.
-pub async fn pg_dump(
+pub(super) async fn pg_dump(
     State(state): State<Arc<AppState>>,
     http_version: http::Version,
     headers: HeaderMap,
@@ -43,15 +43,16 @@ pub async fn pg_dump(
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
     // never gets the server to read its body. Hyper skips a body that has already arrived
     // (keeping the connection) and closes the connection after the answer otherwise.
-    let role = match auth::authenticate(&state.auth, &headers) {
+    let role = match auth::authenticate(&state.config.auth, &headers) {
         Ok(role) => role,
-        Err(err) => return ApiError::from(err).to_response(state.dev_mode),
+        Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
     };
-    let body = match read_body(&headers, body, state.request_timeout).await {
+    let body = match read_body(&headers, body, state.config.request_header_timeout).await {
         Ok(body) => body,
-        Err(err) => return err.to_response(state.dev_mode),
+        Err(err) => return err.to_response(state.config.dev_mode),
     };
-    let expose_internal = state.dev_mode || (role == ADMIN_ROLE && state.admin_internal_errors);
+    let config = &state.config;
+    let expose_internal = config.dev_mode || (role == ADMIN_ROLE && config.admin_internal_errors);
     match dump(
         &state,
         &role,
@@ -139,24 +140,29 @@ async fn dump(
     let slot = match state.limits.acquire(&source.name).await {
         Ok(slot) => slot,
         Err(busy) => {
-            return Err(attempt.failed(ApiError::Busy {
+            attempt.failed(Failure::Busy);
+            return Err(ApiError::Busy {
                 name: source.name.clone(),
                 running: busy.running,
                 queued: busy.queued,
-            }))
+            });
         }
     };
     // The slot is held until pg_dump has exited, not merely until the response ends.
     let slot: Hold = Arc::new(slot);
-    let (pg_dump, output) =
-        match start_dump(state, source, &options.args, request.clean_output, slot).await {
-            Ok(started) => started,
-            Err(err) => return Err(attempt.failed(err)),
-        };
-    state
-        .metrics
-        .ran(&source.name, &pg_dump.version.to_string());
-    if let (Some(limit), Some(cut)) = (state.dump_limits.timeout, &cut) {
+    let started = state
+        .dumper
+        .start(source, &options.args, request.clean_output, slot)
+        .await;
+    let Started { pg_dump, output } = match started {
+        Ok(started) => started,
+        Err(err) => {
+            attempt.failed(Failure::of(&err));
+            return Err(err.into());
+        }
+    };
+    state.metrics.ran(&source.name, &pg_dump.to_string());
+    if let (Some(limit), Some(cut)) = (state.dumper.time_limit(), &cut) {
         cut_at_time_limit(&output, limit, cut.clone());
     }
     let output = Tracked {
@@ -164,13 +170,22 @@ async fn dump(
         attempt,
         cut,
     };
-
     let content_type = match options.format {
         Format::Plain if !options.compressed => "application/sql; charset=utf-8",
         _ => "application/octet-stream",
     };
-    let version = HeaderValue::from_str(&pg_dump.version.to_string())
-        .expect("a version is a valid header value");
+    Ok(streamed(content_type, pg_dump, output, http_version))
+}
+
+/// The 200 whose body is the dump's output, written by pg_dump `pg_dump`.
+fn streamed(
+    content_type: &'static str,
+    pg_dump: Version,
+    output: Tracked,
+    http_version: http::Version,
+) -> Response {
+    let version =
+        HeaderValue::from_str(&pg_dump.to_string()).expect("a version is a valid header value");
     let mut response = (
         StatusCode::OK,
         [
@@ -190,7 +205,7 @@ async fn dump(
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         headers.insert(header::WARNING, HeaderValue::from_static(HTTP_10_WARNING));
     }
-    Ok(response)
+    response
 }
 
 /// The `Warning` of a dump sent over HTTP/1.0.
@@ -219,17 +234,9 @@ impl Attempt {
         }
     }
 
-    /// Records why the dump failed before its output started, and passes the error on.
-    fn failed(&mut self, err: ApiError) -> ApiError {
-        self.outcome = Some(Err(match &err {
-            ApiError::Busy { .. } => Failure::Busy,
-            ApiError::VersionMismatch { .. } => Failure::VersionMismatch,
-            ApiError::Dump(DumpError::NoMatch { .. }) => Failure::NoMatch,
-            ApiError::Dump(DumpError::TimedOut { .. }) => Failure::Timeout,
-            ApiError::Dump(DumpError::Spawn { .. }) => Failure::Spawn,
-            _ => Failure::PgDump,
-        }));
-        err
+    /// Records why the dump failed before its output started.
+    fn failed(&mut self, why: Failure) {
+        self.outcome = Some(Err(why));
     }
 }
 
@@ -285,90 +292,21 @@ impl Stream for Tracked {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let polled = Pin::new(&mut self.inner).poll_next(cx);
         let attempt = &mut self.attempt;
-        match &polled {
-            Poll::Ready(Some(Ok(chunk))) => attempt.bytes += chunk.len() as u64,
+        match polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                attempt.bytes += chunk.len() as u64;
+                Poll::Ready(Some(Ok(chunk)))
+            }
             Poll::Ready(Some(Err(err))) => {
-                attempt.outcome = Some(Err(match err.kind() {
-                    io::ErrorKind::TimedOut => Failure::Timeout,
-                    _ => Failure::PgDump,
-                }));
+                attempt.outcome = Some(Err(Failure::of_stream(&err)));
+                // The body's edge: hyper aborts the response with this error.
+                Poll::Ready(Some(Err(err.into())))
             }
             Poll::Ready(None) => {
                 attempt.outcome.get_or_insert(Ok(()));
+                Poll::Ready(None)
             }
-            Poll::Pending => {}
-        }
-        polled
-    }
-}
-
-/// Runs the pg_dump that matches the source's server. When pg_dump refuses the server as
-/// newer than itself, the cached version was stale (the server was upgraded): learn it again
-/// and retry once — nothing has been sent to the client yet.
-async fn start_dump<'a>(
-    state: &'a AppState,
-    source: &Source,
-    args: &[String],
-    clean: bool,
-    slot: Hold,
-) -> Result<(&'a PgDump, Output), ApiError> {
-    let mut retried = false;
-    loop {
-        let (binary, server) = choose_pg_dump(state, source).await?;
-        let job = Job {
-            pg_dump: &binary.path,
-            args,
-            conn: &source.conn,
-            clean,
-            server,
-        };
-        let time_limit = state.dump_limits.timeout;
-        match state
-            .processes
-            .start(job, time_limit, Arc::clone(&slot))
-            .await
-        {
-            Ok(output) => return Ok((binary, output)),
-            Err(DumpError::Failed { stderr }) => {
-                let Some(server) = pg_dump::refused_server_version(&stderr) else {
-                    return Err(DumpError::Failed { stderr }.into());
-                };
-                state.versions.forget(&source.name);
-                if retried {
-                    return Err(ApiError::VersionMismatch {
-                        server,
-                        installed: state.pg_dump.versions(),
-                    });
-                }
-                retried = true;
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-}
-
-/// The installed pg_dump for the source's server version, and that version. When the version
-/// cannot be learnt (e.g. the server is unreachable), the newest pg_dump runs and reports the
-/// problem in its own words.
-async fn choose_pg_dump<'a>(
-    state: &'a AppState,
-    source: &Source,
-) -> Result<(&'a PgDump, Option<Version>), ApiError> {
-    let no_pg_dump = || DumpError::Spawn {
-        detail: "no pg_dump binary is configured".to_owned(),
-    };
-    match state.versions.get(&source.name, &source.conn).await {
-        Ok(server) => match state.pg_dump.for_server(server) {
-            Some(pg_dump) => Ok((pg_dump, Some(server))),
-            None => Err(ApiError::VersionMismatch {
-                server: server.to_string(),
-                installed: state.pg_dump.versions(),
-            }),
-        },
-        Err(why) => {
-            tracing::warn!(target: "pg-dump", source = %source.name, error = %why,
-                "could not learn the server version; running the newest pg_dump");
-            Ok((state.pg_dump.newest().ok_or_else(no_pg_dump)?, None))
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -9,11 +9,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::pg_dump::{DumpError, Version};
+use crate::metrics::Failure;
+use crate::pg_dump::DumpError;
 
 /// Everything that can go wrong between a request and its dump.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     #[error("resource does not exist")]
     NotFound,
     #[error("method not allowed")]
@@ -40,11 +41,6 @@ pub enum ApiError {
     NotSupported { name: String, kind: String },
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
-    #[error("{}", version_mismatch_message(server, installed))]
-    VersionMismatch {
-        server: String,
-        installed: Vec<Version>,
-    },
     #[error(
         "source \"{name}\" is busy: {running} dumps running and {queued} waiting; retry later"
     )]
@@ -60,16 +56,6 @@ pub enum ApiError {
 /// Seconds a client turned away for a busy source is asked to wait.
 const RETRY_AFTER_SECONDS: &str = "5";
 
-fn version_mismatch_message(server: &str, installed: &[Version]) -> String {
-    let installed: Vec<String> = installed.iter().map(Version::to_string).collect();
-    let major = server.split('.').next().unwrap_or(server);
-    format!(
-        "no installed pg_dump can dump this server: the server runs PostgreSQL {server}, \
-         the installed pg_dump versions are {}; install pg_dump {major} or newer",
-        installed.join(", ")
-    )
-}
-
 /// The wire form: keys in this order, `internal` only when present.
 #[derive(Serialize)]
 struct Body<'a> {
@@ -82,7 +68,7 @@ struct Body<'a> {
 
 /// What the request log records of an error response.
 #[derive(Debug, Clone)]
-pub struct ErrorSummary {
+pub(crate) struct ErrorSummary {
     pub code: &'static str,
     pub message: String,
     pub internal: Option<String>,
@@ -90,14 +76,13 @@ pub struct ErrorSummary {
 
 impl ApiError {
     /// HTTP status of this error.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Dump(DumpError::TimedOut { .. }) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
@@ -106,22 +91,22 @@ impl ApiError {
             | ApiError::SourceNotFound(_)
             | ApiError::NotSupported { .. }
             | ApiError::InvalidParams { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Dump(DumpError::NoMatch { .. }) => StatusCode::BAD_REQUEST,
-            ApiError::Dump(_) | ApiError::VersionMismatch { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Dump(err) => match Failure::of(err) {
+                Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                Failure::NoMatch => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
     /// The wire `code`.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::NotFound | ApiError::SourceNotFound(_) => "not-found",
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
             ApiError::Busy { .. } => "unavailable",
-            ApiError::Dump(DumpError::TimedOut { .. }) => "timeout",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
@@ -130,9 +115,12 @@ impl ApiError {
             ApiError::NotSupported { .. } => "not-supported",
             ApiError::ParseFailed { .. } => "parse-failed",
             ApiError::InvalidParams { .. } => "invalid-params",
-            ApiError::Dump(DumpError::NoMatch { .. }) => "not-found",
-            ApiError::VersionMismatch { .. } => "pg-dump-version-mismatch",
-            ApiError::Dump(_) => "unexpected",
+            ApiError::Dump(err) => match Failure::of(err) {
+                Failure::Timeout => "timeout",
+                Failure::NoMatch => "not-found",
+                Failure::VersionMismatch => "pg-dump-version-mismatch",
+                _ => "unexpected",
+            },
         }
     }
 
@@ -154,7 +142,7 @@ impl ApiError {
     }
 
     /// The response, with `internal` only when `expose_internal` says the caller may see it.
-    pub fn to_response(&self, expose_internal: bool) -> Response {
+    pub(crate) fn to_response(&self, expose_internal: bool) -> Response {
         let message = self.to_string();
         let path = self.path();
         let internal = self.internal();
@@ -206,6 +194,66 @@ impl From<crate::opts::OptsError> for ApiError {
         ApiError::InvalidParams {
             index: err.index,
             message: err.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The response follows the one classification the metrics record.
+    #[test]
+    fn dump_failures_answer_as_the_metrics_count_them() {
+        let stderr = String::new;
+        let cases = [
+            (
+                DumpError::VersionMismatch {
+                    server: "17.2".to_owned(),
+                    installed: Vec::new(),
+                },
+                Failure::VersionMismatch,
+                500,
+                "pg-dump-version-mismatch",
+            ),
+            (
+                DumpError::Spawn { detail: stderr() },
+                Failure::Spawn,
+                500,
+                "unexpected",
+            ),
+            (
+                DumpError::Failed { stderr: stderr() },
+                Failure::PgDump,
+                500,
+                "unexpected",
+            ),
+            (
+                DumpError::NoMatch {
+                    message: stderr(),
+                    stderr: stderr(),
+                },
+                Failure::NoMatch,
+                400,
+                "not-found",
+            ),
+            (
+                DumpError::TimedOut {
+                    limit: Duration::from_secs(1),
+                },
+                Failure::Timeout,
+                504,
+                "timeout",
+            ),
+        ];
+        for (err, failure, status, code) in cases {
+            assert_eq!(Failure::of(&err), failure, "{err:?}");
+            let err = ApiError::Dump(err);
+            assert_eq!(
+                (err.status().as_u16(), err.code()),
+                (status, code),
+                "{err:?}"
+            );
         }
     }
 }

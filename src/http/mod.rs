@@ -5,11 +5,15 @@
 mod conns;
 mod cutoff;
 mod dump;
-pub mod error;
+pub(crate) mod error;
 mod observe;
-pub mod request;
+pub(crate) mod request;
+mod state;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,89 +25,27 @@ use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use subtle::ConstantTimeEq;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tower_http::compression::CompressionLayer;
 use tower_layer::Layer;
 
 use crate::auth::{self, ADMIN_ROLE};
-use crate::config::{Api, AuthMode, Config, DumpLimits, EnabledApis};
-use crate::limits::Limits;
-use crate::metrics::Metrics;
-use crate::pg_dump::{Processes, Toolbox};
-use crate::secret::Secret;
-use crate::server_version::ServerVersions;
-use crate::sources::Sources;
+use crate::config::Api;
 use conns::{Conn, Connections, TrackBusy};
 use error::ApiError;
 
-pub use dump::BODY_LIMIT;
-
-/// What every request may read.
-#[derive(Debug)]
-pub struct AppState {
-    pub auth: AuthMode,
-    pub enabled_apis: EnabledApis,
-    pub admin_internal_errors: bool,
-    pub dev_mode: bool,
-    pub sources: Sources,
-    pub pg_dump: Toolbox,
-    /// The running pg_dump processes.
-    pub processes: Processes,
-    pub versions: ServerVersions,
-    pub dump_limits: DumpLimits,
-    pub limits: Limits,
-    pub metrics: Metrics,
-    pub metrics_secret: Option<Secret>,
-    /// How long a client may take to send its request body.
-    pub request_timeout: Duration,
-    /// How many connections are kept open at most.
-    pub max_connections: usize,
-    /// How long a client may accept no bytes of a response.
-    pub send_timeout: Duration,
-}
-
-impl AppState {
-    /// The state for a configuration, its sources and its pg_dump binaries.
-    pub fn new(config: &Config, sources: Sources, pg_dump: Toolbox) -> AppState {
-        let pg_dumps = sources.postgres().count() * config.limits.max_concurrent;
-        let max_connections = config
-            .max_connections
-            .unwrap_or_else(|| conns::default_cap(conns::open_files_limit(), pg_dumps));
-        let limits = Limits::new(
-            sources.postgres().map(|source| source.name.as_str()),
-            config.limits.max_concurrent,
-            config.limits.max_queue,
-        );
-        AppState {
-            auth: config.auth.clone(),
-            enabled_apis: config.enabled_apis.clone(),
-            admin_internal_errors: config.admin_internal_errors,
-            dev_mode: config.dev_mode,
-            metrics: Metrics::new(&pg_dump),
-            sources,
-            pg_dump,
-            processes: Processes::default(),
-            versions: ServerVersions::default(),
-            dump_limits: config.limits,
-            limits,
-            metrics_secret: config.metrics_secret.clone(),
-            request_timeout: config.request_header_timeout,
-            max_connections,
-            send_timeout: config.send_timeout,
-        }
-    }
-}
+pub(crate) use state::AppState;
 
 /// All routes. A disabled API's routes are absent, so they answer like unknown paths.
-pub fn app(state: Arc<AppState>) -> Router {
+pub(crate) fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/healthz", only(get(healthz), "GET"))
         .route("/v1/version", only(get(version), "GET"));
-    if state.enabled_apis.contains(Api::Pgdump) {
+    if state.config.enabled_apis.contains(Api::Pgdump) {
         router = router.route("/v1alpha1/pg_dump", only(post(dump::pg_dump), "POST"));
     }
-    if state.enabled_apis.contains(Api::Metrics) {
+    if state.config.enabled_apis.contains(Api::Metrics) {
         router = router.route("/v1/metrics", only(get(metrics), "GET"));
     }
     router
@@ -152,12 +94,12 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
-    let by_secret = match (&state.metrics_secret, bearer) {
+    let by_secret = match (&state.config.metrics_secret, bearer) {
         (Some(secret), Some(sent)) => bool::from(sent.ct_eq(secret.expose().as_bytes())),
         _ => false,
     };
     if !by_secret {
-        match auth::authenticate(&state.auth, &headers) {
+        match auth::authenticate(&state.config.auth, &headers) {
             Ok(role) if role == ADMIN_ROLE => {}
             Ok(_) => return ApiError::NotAdmin.into_response(),
             Err(err) => return ApiError::from(err).into_response(),
@@ -173,54 +115,30 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         .into_response()
 }
 
-/// Serves `state` on `listener` until `shutdown` completes. Clients get `header_timeout` to
-/// send their request headers, and are cut off when they accept no bytes for the send
-/// timeout. At most `state.max_connections` connections are kept: past that, or when the
+/// Serves `state` on `listener` until `shutdown` completes. Clients get the request-header
+/// timeout to send their request headers, and are cut off when they accept no bytes for the
+/// send timeout. At most `state.max_connections` connections are kept: past that, or when the
 /// process runs out of file descriptors, the oldest idle ones are closed (see [`conns`]).
 /// After `shutdown`, no new connection is accepted, idle connections are closed, in-flight
-/// requests get `grace` to finish; then the connections still open are dropped and the
-/// pg_dump processes still running are stopped (their sessions with them) before this
-/// returns.
-pub async fn run(
+/// requests get the graceful-shutdown timeout to finish; then the connections still open are
+/// dropped and the pg_dump processes still running are stopped (their sessions with them)
+/// before this returns.
+pub(crate) async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    header_timeout: Duration,
-    grace: Duration,
 ) {
     let connections = Connections::new(state.max_connections);
-    let send_timeout = state.send_timeout;
+    let header_timeout = state.config.request_header_timeout;
+    let send_timeout = state.config.send_timeout;
+    let grace = state.config.graceful_shutdown_timeout;
     let router = app(Arc::clone(&state));
     // Every connection's task, so that none outlives `run`.
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
-    'accept: loop {
-        // Over the cap with nothing idle to close: accept nothing more until a connection
-        // ends or falls idle (then it is closed to make room).
-        while connections.over_cap() {
-            tokio::select! {
-                () = connections.changed() => {},
-                () = &mut shutdown => break 'accept,
-            }
-        }
+    loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) if conns::out_of_files(&err) => {
-                    // Logged once per period of pressure, not per failed accept.
-                    connections.out_of_files(&err);
-                    tokio::select! {
-                        () = connections.changed() => {},
-                        () = tokio::time::sleep(Duration::from_millis(100)) => {},
-                    }
-                    continue;
-                }
-                Err(err) => {
-                    // A client that left before its connection was accepted, and the like.
-                    tracing::debug!(target: "server", error = %err, "accept failed");
-                    continue;
-                }
-            },
+            accepted = accept(&listener, &connections) => accepted,
             () = &mut shutdown => break,
         };
         let registered = connections.open();
@@ -260,7 +178,31 @@ pub async fn run(
     // Dropping a connection drops its response body, which stops its pg_dump; then wait
     // until every pg_dump has exited.
     tasks.shutdown().await;
-    state.processes.stop_all().await;
+    state.dumper.stop_all().await;
+}
+
+/// The next connection, once there is room for it. Over the cap with nothing idle to close,
+/// it waits until a connection ends or falls idle (then that one is closed to make room); out
+/// of file descriptors, it closes idle connections and backs off.
+async fn accept(listener: &TcpListener, connections: &Connections) -> (TcpStream, SocketAddr) {
+    loop {
+        while connections.over_cap() {
+            connections.changed().await;
+        }
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(err) if conns::out_of_files(&err) => {
+                // Logged once per period of pressure, not per failed accept.
+                connections.out_of_files(&err);
+                tokio::select! {
+                    () = connections.changed() => {},
+                    () = tokio::time::sleep(Duration::from_millis(100)) => {},
+                }
+            }
+            // A client that left before its connection was accepted, and the like.
+            Err(err) => tracing::debug!(target: "server", error = %err, "accept failed"),
+        }
+    }
 }
 
 /// Drives one connection until it ends, or until it is asked to close: then a request in

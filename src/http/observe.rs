@@ -20,7 +20,7 @@ use super::error::ErrorSummary;
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Middleware: assigns the request id and wraps the response body to log it at its end.
-pub async fn observe(mut request: Request, next: Next) -> Response {
+pub(super) async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request
         .headers()

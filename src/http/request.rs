@@ -13,7 +13,7 @@ use crate::sources;
 
 /// A well-formed `POST /v1alpha1/pg_dump` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DumpRequest {
+pub(crate) struct DumpRequest {
     pub opts: Vec<String>,
     pub clean_output: bool,
     pub source: String,
@@ -21,7 +21,7 @@ pub struct DumpRequest {
 
 impl DumpRequest {
     /// Parses a request body: invalid JSON → `invalid-json`, wrong shape → `parse-failed`.
-    pub fn parse(body: &[u8]) -> Result<DumpRequest, ApiError> {
+    pub(crate) fn parse(body: &[u8]) -> Result<DumpRequest, ApiError> {
         let top: TopLevel =
             serde_json::from_slice(body).map_err(|err| ApiError::InvalidJson(err.to_string()))?;
         let fields = match top {

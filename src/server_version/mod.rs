@@ -14,6 +14,7 @@
 mod tls;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,20 +23,32 @@ use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::conninfo::ConnInfo;
-use crate::pg_dump::Version;
 
 /// How long the probe may take to connect before the dump goes ahead without it.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A PostgreSQL version, of a server or of a pg_dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Version {
+    pub(crate) major: u32,
+    pub(crate) minor: u32,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
 /// Server versions by source name.
 #[derive(Debug, Default)]
-pub struct ServerVersions {
+pub(crate) struct ServerVersions {
     known: Mutex<HashMap<String, Version>>,
 }
 
 impl ServerVersions {
     /// The version of source `name`, from the cache or a new probe.
-    pub async fn get(&self, name: &str, conn: &ConnInfo) -> Result<Version, String> {
+    pub(crate) async fn get(&self, name: &str, conn: &ConnInfo) -> Result<Version, String> {
         if let Some(version) = self.lock().get(name) {
             return Ok(*version);
         }
@@ -45,7 +58,7 @@ impl ServerVersions {
     }
 
     /// Forgets what is known of `name`, so the next request probes again.
-    pub fn forget(&self, name: &str) {
+    pub(crate) fn forget(&self, name: &str) {
         self.lock().remove(name);
     }
 
@@ -58,7 +71,7 @@ impl ServerVersions {
 }
 
 /// Connects to `conn` and asks for `server_version_num`.
-pub async fn probe(conn: &ConnInfo) -> Result<Version, String> {
+pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
     let mut config = client_config(conn)?;
     let tls = tls::settings(conn)?;
     // With sslmode=disable the connector is never used.
@@ -83,7 +96,7 @@ pub async fn probe(conn: &ConnInfo) -> Result<Version, String> {
 }
 
 /// `170002` → 17.2; `90624` → 9.6.
-pub fn from_version_num(num: u32) -> Version {
+pub(crate) fn from_version_num(num: u32) -> Version {
     if num >= 100_000 {
         Version {
             major: num / 10_000,

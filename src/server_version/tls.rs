@@ -19,7 +19,7 @@ use crate::conninfo::ConnInfo;
 
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verify {
+pub(super) enum Verify {
     /// Encrypt, but accept any certificate (libpq's `prefer`, and `require` without a root
     /// certificate).
     Nothing,
@@ -30,13 +30,13 @@ pub enum Verify {
 }
 
 /// The TLS part of a connection: whether to use TLS at all, and how.
-pub struct Tls {
-    pub mode: tokio_postgres::config::SslMode,
-    pub config: ClientConfig,
+pub(super) struct Tls {
+    pub(crate) mode: tokio_postgres::config::SslMode,
+    pub(crate) config: ClientConfig,
 }
 
 /// Builds the TLS settings of `conn`, with libpq's defaults and files.
-pub fn settings(conn: &ConnInfo) -> Result<Tls, String> {
+pub(super) fn settings(conn: &ConnInfo) -> Result<Tls, String> {
     use tokio_postgres::config::SslMode;
     let env = |key: &str| std::env::var(key).ok();
     let sslmode = conn

@@ -10,6 +10,7 @@ mod matrix;
 mod probe;
 mod process;
 mod reliability;
+mod retry;
 mod serve;
 mod stalls;
 mod support;

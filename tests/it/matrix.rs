@@ -11,12 +11,12 @@ use crate::support::postgres::{cluster_of, Cluster};
 use crate::support::{Server, TestDb, REFERENCE_SCHEMA};
 
 /// The servers and pg_dumps of `scripts/postgres-matrix`, fetched on first use.
-struct Matrix {
-    servers: Vec<(u32, PathBuf)>,
-    pg_dumps: Vec<(u32, PathBuf)>,
+pub(crate) struct Matrix {
+    pub(crate) servers: Vec<(u32, PathBuf)>,
+    pub(crate) pg_dumps: Vec<(u32, PathBuf)>,
 }
 
-fn matrix() -> Matrix {
+pub(crate) fn matrix() -> Matrix {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres-matrix");
     let output = Command::new(&script)
         .output()

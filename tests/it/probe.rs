@@ -1,19 +1,38 @@
 //! The server-version probe reads connection strings on its own, without libpq: what it does
 //! not honour (a password file, a service file) must still give a working dump, by pg_dump,
-//! which does.
+//! which does. The newest installed pg_dump runs then, not the one the server's version
+//! would have picked.
 
 use std::os::unix::fs::PermissionsExt;
 
+use crate::matrix::matrix;
 use crate::support::postgres::PASSWORD;
+use crate::support::server::ServerBuilder;
 use crate::support::{cluster, post_dump, Server, TestDb};
 
 const SCHEMA: &str = "CREATE TABLE probed (id int PRIMARY KEY);";
+
+/// The test cluster's pg_dump, which matches its server, and a newer one from the matrix.
+fn with_a_newer_pg_dump(server: ServerBuilder) -> ServerBuilder {
+    let newer = matrix()
+        .pg_dumps
+        .into_iter()
+        .find(|(major, _)| *major == 17)
+        .expect("pg_dump 17 in the matrix")
+        .1;
+    server.pg_dump(cluster().pg_dump()).pg_dump(newer)
+}
 
 /// The probe cannot log in, so the newest pg_dump runs, and it logs why.
 async fn assert_dump_works_without_the_probe(server: &Server) {
     let reply = post_dump(server, r#"{"opts":["--schema-only"]}"#, &[]).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.text().contains("CREATE TABLE public.probed"));
+    let used = reply.header("x-pg-dump-version").unwrap();
+    assert!(
+        used.starts_with("17."),
+        "the newest pg_dump runs, not {used}"
+    );
     let warned = server.logs().iter().any(|line| {
         line.contains("could not learn the server version; running the newest pg_dump")
     });
@@ -43,7 +62,7 @@ async fn password_from_a_passfile_reaches_pg_dump() {
         db.name,
         passfile.display()
     );
-    let server = Server::builder(&url).start();
+    let server = with_a_newer_pg_dump(Server::builder(&url)).start();
     assert_dump_works_without_the_probe(&server).await;
 }
 
@@ -60,7 +79,7 @@ async fn connection_from_a_service_file_reaches_pg_dump() {
             db.name
         ),
     );
-    let server = Server::builder("service=probed")
+    let server = with_a_newer_pg_dump(Server::builder("service=probed"))
         .env("PGSERVICEFILE", service_file.to_str().unwrap())
         .start();
     assert_dump_works_without_the_probe(&server).await;

@@ -1,5 +1,5 @@
-//! The server around the endpoint: public routes, the request log, configuration and
-//! startup errors, shutdown.
+//! The server around the endpoint: the request log, configuration and startup errors,
+//! shutdown. (The public routes are tested in-process, in `src/http/tests.rs`.)
 
 use std::process::Command;
 
@@ -7,22 +7,6 @@ use serde_json::json;
 
 use crate::support::postgres::PASSWORD;
 use crate::support::{dump_json, http, post_dump, Server, TestDb, REFERENCE_SCHEMA};
-
-#[tokio::test]
-async fn healthz_and_version_are_public() {
-    let db = TestDb::new().await;
-    let server = Server::builder(&db.url).secret("s").start();
-    let response = http().get(server.url("/healthz")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.text().await.unwrap(), "OK");
-    let response = http().get(server.url("/v1/version")).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    assert_eq!(body["server_type"], "pgdump-api");
-    assert_eq!(body["version"], concat!("v", env!("CARGO_PKG_VERSION")));
-    let response = http().get(server.url("/v1/graphql")).send().await.unwrap();
-    assert_eq!(response.status(), 404);
-}
 
 #[tokio::test]
 async fn one_http_log_line_per_request_without_secrets_or_content() {

@@ -1,0 +1,136 @@
+//! [`Dumper`], the one way to run pg_dump for a request: it picks the pg_dump for the
+//! source's server (the same major, else the nearest newer; the newest when the server's
+//! version cannot be learnt), starts it, retries once when pg_dump finds the cached version
+//! stale, and returns the started output or a typed [`DumpError`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::binaries::{PgDump, Toolbox};
+use super::error::{refused_server_version, DumpError};
+use super::output::Output;
+use super::process::{Job, Processes};
+use super::supervise::Hold;
+use super::Version;
+use crate::server_version::ServerVersions;
+use crate::sources::Source;
+
+/// Runs pg_dump for requests: the installed binaries, the servers' versions, the processes.
+#[derive(Debug)]
+pub(crate) struct Dumper {
+    toolbox: Toolbox,
+    versions: ServerVersions,
+    processes: Processes,
+    time_limit: Option<Duration>,
+}
+
+/// A dump whose output has started.
+pub(crate) struct Started {
+    /// The version of the pg_dump that runs.
+    pub pg_dump: Version,
+    pub output: Output,
+}
+
+impl Dumper {
+    /// A dumper running `toolbox`'s binaries, each stopped past `time_limit`, if any.
+    pub(crate) fn new(toolbox: Toolbox, time_limit: Option<Duration>) -> Dumper {
+        Dumper {
+            toolbox,
+            versions: ServerVersions::default(),
+            processes: Processes::default(),
+            time_limit,
+        }
+    }
+
+    /// The installed binaries.
+    pub(crate) fn toolbox(&self) -> &Toolbox {
+        &self.toolbox
+    }
+
+    /// How long a pg_dump may run.
+    pub(crate) fn time_limit(&self) -> Option<Duration> {
+        self.time_limit
+    }
+
+    /// The server version of `source`, cached or learnt now.
+    pub(crate) async fn server_version(&self, source: &Source) -> Result<Version, String> {
+        self.versions.get(&source.name, &source.conn).await
+    }
+
+    /// Stops every pg_dump still running and waits until each has been reaped.
+    pub(crate) async fn stop_all(&self) {
+        self.processes.stop_all().await;
+    }
+
+    /// Runs the pg_dump that matches `source`'s server with `args`, its output cleaned when
+    /// `clean` says so; `hold` is kept until that pg_dump has exited. When pg_dump refuses
+    /// the server as newer than itself, the cached version was stale (the server was
+    /// upgraded): it is learnt again and the dump retried once — nothing has been sent yet.
+    pub(crate) async fn start(
+        &self,
+        source: &Source,
+        args: &[String],
+        clean: bool,
+        hold: Hold,
+    ) -> Result<Started, DumpError> {
+        let mut retried = false;
+        loop {
+            let (binary, server) = self.choose(source).await?;
+            let job = Job {
+                pg_dump: &binary.path,
+                args,
+                conn: &source.conn,
+                clean,
+                server,
+            };
+            let stderr = match self
+                .processes
+                .start(job, self.time_limit, Arc::clone(&hold))
+                .await
+            {
+                Ok(output) => {
+                    return Ok(Started {
+                        pg_dump: binary.version,
+                        output,
+                    })
+                }
+                Err(DumpError::Failed { stderr }) => stderr,
+                Err(err) => return Err(err),
+            };
+            let Some(server) = refused_server_version(&stderr) else {
+                return Err(DumpError::Failed { stderr });
+            };
+            self.versions.forget(&source.name);
+            if retried {
+                return Err(DumpError::VersionMismatch {
+                    server,
+                    installed: self.toolbox.versions(),
+                });
+            }
+            retried = true;
+        }
+    }
+
+    /// The installed pg_dump for the source's server version, and that version. When the
+    /// version cannot be learnt (e.g. the server is unreachable), the newest pg_dump runs and
+    /// reports the problem in its own words.
+    async fn choose(&self, source: &Source) -> Result<(&PgDump, Option<Version>), DumpError> {
+        match self.server_version(source).await {
+            Ok(server) => match self.toolbox.for_server(server) {
+                Some(pg_dump) => Ok((pg_dump, Some(server))),
+                None => Err(DumpError::VersionMismatch {
+                    server: server.to_string(),
+                    installed: self.toolbox.versions(),
+                }),
+            },
+            Err(why) => {
+                tracing::warn!(target: "pg-dump", source = %source.name, error = %why,
+                    "could not learn the server version; running the newest pg_dump");
+                let newest = self.toolbox.newest().ok_or_else(|| DumpError::Spawn {
+                    detail: "no pg_dump binary is configured".to_owned(),
+                })?;
+                Ok((newest, None))
+            }
+        }
+    }
+}
