@@ -1,6 +1,6 @@
-//! `cargo run -p xtask -- demo|load|bench`: what `scripts/demo`, `scripts/load` and
-//! `scripts/bench` run. Each command says what it does at the top of its module; settings come
-//! from the environment, as they did when these were shell scripts.
+//! `xtask demo|load|bench`: what `scripts/demo`, `scripts/load` and `scripts/bench` run. Each
+//! command says what it does at the top of its module; settings come from the environment, as
+//! they did when these were shell scripts.
 
 mod bench;
 mod demo;
@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: cargo xtask demo|load|bench (see scripts/ and DEVELOPERS.md)";
+const USAGE: &str = "usage: xtask demo|load|bench (run through scripts/demo, load, bench)";
 
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_default();
@@ -39,20 +39,16 @@ fn step(what: &str) {
     eprintln!("==> {what}");
 }
 
-/// Builds pgdump-api in release (`--locked`) and returns the binary's path.
+/// Builds pgdump-api in release (`--locked`) and returns the binary's path. xtask is built
+/// with it, as `scripts/*` build them: built apart, the crates they share would be rebuilt
+/// with each one's features in turn.
 fn build_release() -> Result<PathBuf> {
     let root = xtask::cluster::workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--quiet",
-            "-p",
-            "pgdump-api",
-        ])
+        .args(["build", "--release", "--locked", "--quiet"])
+        .args(["-p", "pgdump-api", "-p", "xtask"])
         .status()
         .context("cargo build")?;
     if !status.success() {

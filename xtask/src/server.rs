@@ -92,7 +92,7 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Waits for the server to exit on its own (e.g. after a Ctrl-C reached it).
+    /// Whether the server has exited on its own.
     pub(crate) fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
