@@ -246,15 +246,7 @@ async fn twenty_clients_leaving_mid_stream_leave_no_pg_dump_behind() {
     let admin = db.client().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let rows = admin
-            .query(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = $1 AND application_name = 'pg_dump'",
-                &[&db.name],
-            )
-            .await
-            .unwrap();
-        let sessions: i64 = rows[0].get(0);
+        let sessions = crate::support::pg_dump_sessions(&admin, &db).await;
         if sessions == 0 {
             break;
         }

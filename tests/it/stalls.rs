@@ -9,25 +9,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::support::{
-    big_table_db, dump_json, http, lock_articles, pg_dump_children, send_raw, Server, TestDb,
-    REFERENCE_SCHEMA,
+    big_table_db, dump_json, http, lock_articles, pg_dump_children, pg_dump_sessions, send_raw,
+    Server, TestDb, REFERENCE_SCHEMA,
 };
 
 /// How long pg_dump may take to go after its request ended: its grace after SIGTERM and more.
 const MARGIN: Duration = Duration::from_secs(10);
-
-/// The pg_dump sessions connected to `db`.
-async fn pg_dump_sessions(admin: &tokio_postgres::Client, db: &TestDb) -> i64 {
-    let rows = admin
-        .query(
-            "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = $1 AND application_name = 'pg_dump'",
-            &[&db.name],
-        )
-        .await
-        .unwrap();
-    rows[0].get(0)
-}
 
 /// Waits until `count` pg_dump sessions of `db` wait for a lock.
 async fn sessions_waiting_on_a_lock(admin: &tokio_postgres::Client, db: &TestDb, count: i64) {

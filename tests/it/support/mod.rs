@@ -232,3 +232,16 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+/// The pg_dump sessions connected to `db`.
+pub async fn pg_dump_sessions(admin: &tokio_postgres::Client, db: &TestDb) -> i64 {
+    let rows = admin
+        .query(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'pg_dump'",
+            &[&db.name],
+        )
+        .await
+        .unwrap();
+    rows[0].get(0)
+}
