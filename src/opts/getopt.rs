@@ -1,8 +1,8 @@
 //! glibc's getopt_long over the request's `opts`, one option at a time: bundled short options,
 //! attached and separate values, `--name=value`, abbreviations and `--`.
 
+use super::error::{error, quote, OptsError};
 use super::table::{list, lookup_long, Id, LongOpt, LONG_OPTIONS};
-use super::{error, quote, OptsError};
 
 /// One option as getopt_long returns it.
 pub(super) struct Opt<'a> {

@@ -3,15 +3,17 @@
 //! canonical long form (`--schema=x`), so that the arguments pg_dump receives are exactly the
 //! ones that were checked. Pure: no I/O.
 
-use std::fmt;
-
+mod error;
 mod getopt;
 mod table;
 #[cfg(test)]
 mod tests;
 
+use error::{error, quote};
 use getopt::{Opt, Tokens};
 use table::Id;
+
+pub use error::OptsError;
 
 /// pg_dump's output format, as chosen by -F/--format (default plain).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,21 +32,6 @@ pub struct DumpOptions {
     /// True when -Z/--compress asks for compression (anything but 0 / none).
     pub compressed: bool,
 }
-
-/// Why `opts` was rejected: `index` is the position in `opts` of the offending element (for `$.opts[i]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OptsError {
-    pub index: usize,
-    pub message: String,
-}
-
-impl fmt::Display for OptsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for OptsError {}
 
 /// Parses and validates `opts`; `clean_output` is the request's flag (cleaning needs uncompressed plain output).
 pub fn parse(opts: &[String], clean_output: bool) -> Result<DumpOptions, OptsError> {
@@ -184,18 +171,4 @@ fn asks_for_compression(value: &str) -> bool {
         return digits.bytes().any(|b| b != b'0');
     }
     value.split_once(':').map_or(value, |(method, _)| method) != "none"
-}
-
-/// Quotes caller text for a message, escaped, and cut short so a huge element stays out of it.
-pub(super) fn quote(text: &str) -> String {
-    const SHOWN: usize = 64;
-    if text.chars().nth(SHOWN).is_none() {
-        return format!("{text:?}");
-    }
-    let start: String = text.chars().take(SHOWN).collect();
-    format!("{start:?}...")
-}
-
-pub(super) fn error(index: usize, message: String) -> OptsError {
-    OptsError { index, message }
 }

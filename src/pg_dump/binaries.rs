@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 
-use super::Version;
+use crate::server_version::Version;
 
 /// Reads the output of `pg_dump --version`, e.g. `pg_dump (PostgreSQL) 15.18 (Debian …)`.
 fn version_of(output: &str) -> Option<Version> {

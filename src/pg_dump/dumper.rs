@@ -11,8 +11,8 @@ use super::error::{refused_server_version, DumpError};
 use super::output::Output;
 use super::process::{Job, Processes};
 use super::supervise::Hold;
-use super::Version;
 use crate::server_version::ServerVersions;
+use crate::server_version::Version;
 use crate::sources::Source;
 
 /// Runs pg_dump for requests: the installed binaries, the servers' versions, the processes.

@@ -7,7 +7,7 @@ use std::io;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use super::Version;
+use crate::server_version::Version;
 
 /// Why a dump produced no output.
 #[derive(Debug, thiserror::Error)]

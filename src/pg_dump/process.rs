@@ -35,7 +35,7 @@ pub(super) struct Job<'a> {
     /// Whether the output goes through the cleaner.
     pub clean: bool,
     /// The server's version, when known.
-    pub server: Option<super::Version>,
+    pub server: Option<crate::server_version::Version>,
 }
 
 /// The pg_dump processes of a server: starts them, and stops them all at shutdown.
