@@ -12,12 +12,11 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{Request, Response};
-use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
 use tokio::sync::Notify;
 
 /// File descriptors kept free for everything but client connections: the listener, the
@@ -369,39 +368,14 @@ where
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
-            Ok(response.map(|inner| {
-                Body::new(Guarded {
-                    inner,
-                    _guard: guard,
-                })
+            // The body holds the guard: the connection is busy until the body is dropped.
+            Ok(response.map(|body| {
+                Body::new(body.map_frame(move |frame| {
+                    let _busy = &guard;
+                    frame
+                }))
             }))
         })
-    }
-}
-
-/// A response body that holds its connection's [`BusyGuard`].
-struct Guarded {
-    inner: Body,
-    _guard: BusyGuard,
-}
-
-impl http_body::Body for Guarded {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -9,27 +9,8 @@ use serde_json::json;
 
 use crate::support::{
     big_table_db, dump_json, eventually, http, lock_articles, pg_dump_children, post_dump,
-    send_raw, Server, TestDb, REFERENCE_SCHEMA,
+    send_raw, spawn_dump, Server, TestDb, REFERENCE_SCHEMA,
 };
-
-/// Starts a schema dump in the background; resolves to (status, Retry-After, body).
-fn spawn_dump(server: &Server) -> tokio::task::JoinHandle<(u16, Option<String>, String)> {
-    let url = server.url("/v1alpha1/pg_dump");
-    tokio::spawn(async move {
-        let response = http()
-            .post(url)
-            .body(r#"{"opts":["--schema-only"]}"#)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let retry = response
-            .headers()
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned());
-        (status, retry, response.text().await.unwrap_or_default())
-    })
-}
 
 /// The metrics text, read with the admin role (no secret configured).
 async fn metrics(server: &Server) -> String {

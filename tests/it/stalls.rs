@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::support::{
     big_table_db, dump_json, http, lock_articles, pg_dump_children, pg_dump_sessions, send_raw,
-    Server, TestDb, REFERENCE_SCHEMA,
+    spawn_dump, Server, TestDb, REFERENCE_SCHEMA,
 };
 
 /// How long pg_dump may take to go after its request ended: its grace after SIGTERM and more.
@@ -223,22 +223,9 @@ async fn time_limit_on_a_lock_wait_leaves_no_session() {
         .args(["--pg-dump-timeout", "1"])
         .start();
     let lock = lock_articles(&db).await;
-    let requests: Vec<_> = (0..3)
-        .map(|_| {
-            let url = server.url("/v1alpha1/pg_dump");
-            tokio::spawn(async move {
-                let response = http()
-                    .post(url)
-                    .body(r#"{"opts":["--schema-only"]}"#)
-                    .send()
-                    .await
-                    .unwrap();
-                response.status().as_u16()
-            })
-        })
-        .collect();
+    let requests: Vec<_> = (0..3).map(|_| spawn_dump(&server)).collect();
     for request in requests {
-        assert_eq!(request.await.unwrap(), 504);
+        assert_eq!(request.await.unwrap().0, 504);
     }
     no_pg_dump_left(&server, &db, MARGIN).await;
     assert!(!lock.is_closed());

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use xtask::Cluster;
 
 use crate::server::{Options, Server};
-use crate::{build_release, random_hex};
+use crate::{build_release, random_hex, start_cluster};
 
 /// The sample schema: two tables, a Hasura event trigger (which `clean_output` drops) and a
 /// function whose body keeps its blank lines and comments.
@@ -47,13 +47,7 @@ pub(crate) fn run() -> Result<()> {
     };
     println!("==> building pgdump-api (release; the first build takes a few minutes)");
     let bin = build_release()?;
-    let pg_bin = xtask::cluster::bin_dir()?;
-    let cluster = Cluster::start(&pg_bin, "demo", &random_hex()?, &[])?;
-    println!(
-        "==> started a throwaway PostgreSQL ({}) on 127.0.0.1:{}",
-        cluster.version(),
-        cluster.port
-    );
+    let cluster = start_cluster("demo", &[])?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(serve(&cluster, &bin, port));
     println!();

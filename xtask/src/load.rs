@@ -15,10 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use xtask::Cluster;
 
 use crate::server::{Options, Server};
-use crate::{build_release, cores, cpu_model, env_number, random_hex, status_kib, step};
+use crate::{
+    build_release, cores, cpu_model, env_number, random_hex, start_cluster, status_kib, step,
+};
 
 /// A schema a little richer than the demo's, with some data for the data-only dumps.
 const SCHEMA: &str = r#"
@@ -89,13 +90,7 @@ pub(crate) fn run() -> Result<()> {
     ensure_wrk()?;
     step("building pgdump-api (release)");
     let bin = build_release()?;
-    let pg_bin = xtask::cluster::bin_dir()?;
-    let cluster = Cluster::start(&pg_bin, "load", &random_hex()?, &[])?;
-    step(&format!(
-        "started PostgreSQL ({}) on 127.0.0.1:{}",
-        cluster.version(),
-        cluster.port
-    ));
+    let cluster = start_cluster("load", &[])?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

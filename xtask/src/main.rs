@@ -64,6 +64,19 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| xtask::cluster::workspace_root().join("target"))
 }
 
+/// A throwaway PostgreSQL cluster named `name` with these `settings`, from the PostgreSQL
+/// the tests use; says where it listens.
+fn start_cluster(name: &str, settings: &[&str]) -> Result<xtask::Cluster> {
+    let pg_bin = xtask::cluster::bin_dir()?;
+    let cluster = xtask::Cluster::start(&pg_bin, name, &random_hex()?, settings)?;
+    step(&format!(
+        "started a throwaway PostgreSQL ({}) on 127.0.0.1:{}",
+        cluster.version(),
+        cluster.port
+    ));
+    Ok(cluster)
+}
+
 /// 12 random bytes in hex: a password or an admin secret.
 fn random_hex() -> Result<String> {
     let mut bytes = [0u8; 12];

@@ -245,3 +245,22 @@ pub async fn pg_dump_sessions(admin: &tokio_postgres::Client, db: &TestDb) -> i6
         .unwrap();
     rows[0].get(0)
 }
+
+/// Starts a schema dump in the background; resolves to (status, Retry-After, body).
+pub fn spawn_dump(server: &Server) -> tokio::task::JoinHandle<(u16, Option<String>, String)> {
+    let url = server.url("/v1alpha1/pg_dump");
+    tokio::spawn(async move {
+        let response = http()
+            .post(url)
+            .body(r#"{"opts":["--schema-only"]}"#)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, retry, response.text().await.unwrap_or_default())
+    })
+}

@@ -34,7 +34,7 @@ use tokio::runtime::Runtime;
 use xtask::Cluster;
 
 use crate::server::Server;
-use crate::{build_release, env_number, random_hex, step};
+use crate::{build_release, env_number, random_hex, start_cluster, step};
 use databases::create_databases;
 use report::{criterion, load_average, splice, Figures};
 use sides::dump_size;
@@ -98,7 +98,6 @@ pub(crate) fn run() -> Result<()> {
     let load_before = load_average();
     step("building pgdump-api (release)");
     let bin = build_release()?;
-    let pg_bin = xtask::cluster::bin_dir()?;
 
     // From here on everything measured (PostgreSQL, pg_dump, the server, this process's
     // threads, created after this) inherits this.
@@ -124,18 +123,8 @@ pub(crate) fn run() -> Result<()> {
         false => Vec::new(),
     };
 
-    let cluster = Cluster::start(
-        &pg_bin,
-        "bench",
-        &random_hex()?,
-        // One pg_dump locks every table of the large catalog.
-        &["max_locks_per_transaction=256"],
-    )?;
-    step(&format!(
-        "started PostgreSQL ({}) on 127.0.0.1:{}",
-        cluster.version(),
-        cluster.port
-    ));
+    // One pg_dump locks every table of the large catalog.
+    let cluster = start_cluster("bench", &["max_locks_per_transaction=256"])?;
     // One thread for the client, as a command-line client has: no hand-offs between threads
     // on each chunk of a dump.
     let runtime = tokio::runtime::Builder::new_current_thread()
