@@ -23,12 +23,7 @@ pub struct ServeArgs {
     pub(crate) admin_secret: Option<String>,
 
     /// Legacy name of the admin secret, used when no admin secret is set.
-    #[arg(
-        long,
-        env = "HASURA_GRAPHQL_ACCESS_KEY",
-        hide_env_values = true,
-        hide = true
-    )]
+    #[arg(long, env = "HASURA_GRAPHQL_ACCESS_KEY", hide_env_values = true)]
     pub(crate) access_key: Option<String>,
 
     /// Role of requests that carry no admin secret header.

@@ -75,7 +75,8 @@ async fn serve(cluster: &Cluster, bin: &std::path::Path, port: u16) -> Result<()
             env: &[],
             echo: true,
         },
-    )?;
+    )
+    .with_context(|| format!("on port {port} (PORT=… picks another)"))?;
     let url = server.url("/v1alpha1/pg_dump");
     println!(
         "

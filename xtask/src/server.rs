@@ -72,7 +72,10 @@ impl Server {
         match addr_rx.recv_timeout(Duration::from_secs(20)) {
             Ok(addr) if addr.ip().is_loopback() => server.addr = addr,
             Ok(addr) => bail!("not on loopback: {addr}"),
-            Err(_) => bail!("pgdump-api did not start:\n{}", server.log()),
+            Err(_) => match server.log() {
+                log if log.is_empty() => bail!("pgdump-api did not start (its error is above)"),
+                log => bail!("pgdump-api did not start:\n{log}"),
+            },
         }
         Ok(server)
     }
