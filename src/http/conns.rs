@@ -250,12 +250,15 @@ impl Registry {
     }
 
     /// Over the cap: asks the oldest idle connections to close, never the newest (the one
-    /// just accepted, which has not had time to send its request).
+    /// just accepted, which has not had time to send its request). They are closed in
+    /// batches of an eighth of the cap: one waiting for the rest of its headers takes
+    /// [`CLOSE_GRACE`](super::CLOSE_GRACE) to go, and the accept loop waits for it, so one
+    /// at a time would keep a backlog of new connections waiting that long each.
     fn make_room(&mut self) {
         let over = self.kept().saturating_sub(self.cap);
         if over > 0 {
             self.pressure("connection limit reached");
-            self.close_oldest_idle(over);
+            self.close_oldest_idle(over.max(self.cap / 8));
         }
     }
 
