@@ -27,6 +27,7 @@
 #![deny(unreachable_pub)]
 
 mod auth;
+mod catalog;
 pub mod clean;
 pub mod cli;
 pub mod client;

@@ -153,6 +153,14 @@ impl Sources {
         })
     }
 
+    /// Every source by name: a PostgreSQL source, or the kind of another.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, Result<&Source, &str>)> {
+        self.0.iter().map(|(name, entry)| match entry {
+            Entry::Postgres(source) => (name.as_str(), Ok(source)),
+            Entry::Other { kind } => (name.as_str(), Err(kind.as_str())),
+        })
+    }
+
     /// Whether no source is configured.
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()

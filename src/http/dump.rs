@@ -72,7 +72,11 @@ pub(super) async fn pg_dump(
 const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// Reads the whole body within `timeout`, refusing more than [`BODY_LIMIT`] bytes.
-async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
     let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
     let declared = headers
         .get(header::CONTENT_LENGTH)

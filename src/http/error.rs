@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::catalog::CatalogError;
 use crate::metrics::Failure;
 use crate::pg_dump::DumpError;
 
@@ -37,6 +38,8 @@ pub(crate) enum ApiError {
     NotAdmin,
     #[error("source \"{0}\" not found")]
     SourceNotFound(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
     #[error("source \"{name}\" is of kind \"{kind}\": only postgres sources can be dumped")]
     NotSupported { name: String, kind: String },
     #[error("{message}")]
@@ -83,6 +86,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Catalog(CatalogError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
@@ -113,6 +118,8 @@ impl ApiError {
             }
             ApiError::InvalidJson(_) => "invalid-json",
             ApiError::NotSupported { .. } => "not-supported",
+            ApiError::Catalog(CatalogError::Timeout(_)) => "timeout",
+            ApiError::Catalog(_) => "postgres-error",
             ApiError::ParseFailed { .. } => "parse-failed",
             ApiError::InvalidParams { .. } => "invalid-params",
             ApiError::Dump(err) => match Failure::of(err) {

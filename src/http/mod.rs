@@ -2,11 +2,13 @@
 //! ([`run`]), the request log and the one error type. Handlers only wire the pure parts
 //! together.
 
+mod browse;
 mod conns;
 mod cutoff;
 mod dump;
 pub(crate) mod error;
 mod observe;
+mod page;
 pub(crate) mod request;
 mod state;
 #[cfg(test)]
@@ -43,7 +45,20 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", only(get(healthz), "GET"))
         .route("/v1/version", only(get(version), "GET"));
     if state.config.enabled_apis.contains(Api::Pgdump) {
-        router = router.route("/v1alpha1/pg_dump", only(post(dump::pg_dump), "POST"));
+        router = router
+            .route("/v1alpha1/pg_dump", only(post(dump::pg_dump), "POST"))
+            .route(
+                "/v1alpha1/pg_dump/sources",
+                only(get(browse::sources), "GET"),
+            )
+            .route(
+                "/v1alpha1/pg_dump/catalog",
+                only(post(browse::catalog), "POST"),
+            )
+            .route("/pgdump", only(get(page::redirect), "GET"))
+            .route("/pgdump/", only(get(page::index), "GET"))
+            .route("/pgdump/page.js", only(get(page::script), "GET"))
+            .route("/pgdump/page.css", only(get(page::style), "GET"));
     }
     if state.config.enabled_apis.contains(Api::Metrics) {
         router = router.route("/v1/metrics", only(get(metrics), "GET"));

@@ -70,21 +70,45 @@ impl ServerVersions {
     }
 }
 
-/// Connects to `conn` and asks for `server_version_num`.
-pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
-    let mut config = client_config(conn)?;
-    let tls = tls::settings(conn)?;
+/// A connection to `conn` as the probe makes it (the string's TLS settings, libpq's
+/// environment for what it leaves out), driven by a task of its own until the client is
+/// dropped.
+pub(crate) async fn connect(conn: &ConnInfo) -> Result<tokio_postgres::Client, ConnectError> {
+    let mut config = client_config(conn).map_err(ConnectError::Settings)?;
+    let tls = tls::settings(conn).map_err(ConnectError::Settings)?;
     // With sslmode=disable the connector is never used.
     config.ssl_mode(tls.mode);
+    let (client, connection) = config
+        .connect(MakeRustlsConnect::new(tls.config))
+        .await
+        .map_err(ConnectError::Postgres)?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Why [`connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// The connection string cannot be used as it is.
+    #[error("{0}")]
+    Settings(String),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// Connects to `conn` and asks for `server_version_num`.
+pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
     let query = async {
-        let (client, connection) = config.connect(MakeRustlsConnect::new(tls.config)).await?;
-        tokio::spawn(connection);
-        client.simple_query("SHOW server_version_num").await
+        let client = connect(conn).await?;
+        Ok::<_, ConnectError>(client.simple_query("SHOW server_version_num").await?)
     };
     let messages = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), query)
         .await
         .map_err(|_| "timed out asking the server for its version".to_owned())?
-        .map_err(|err| format!("could not ask the server for its version: {err}"))?;
+        .map_err(|err| match err {
+            ConnectError::Settings(message) => message,
+            err => format!("could not ask the server for its version: {err}"),
+        })?;
     let num = messages
         .iter()
         .find_map(|message| match message {

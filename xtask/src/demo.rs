@@ -78,10 +78,12 @@ async fn serve(cluster: &Cluster, bin: &std::path::Path, port: u16) -> Result<()
     )
     .with_context(|| format!("on port {port} (PORT=… picks another)"))?;
     let url = server.url("/v1alpha1/pg_dump");
+    let page = server.url("/pgdump/");
     println!(
         "
 ==> pgdump-api is serving the PG Dump API.
     admin secret: {admin_secret}
+    dump page:    {page}  (sign in with the admin secret)
 
     curl {url} \\
       -H 'X-Hasura-Admin-Secret: {admin_secret}' \\

@@ -2,6 +2,7 @@
 
 pub mod postgres;
 pub mod server;
+pub mod webdriver;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,0 +1,143 @@
+//! What the dump page (and scripts) ask before a dump, admin-only and read-only:
+//! `GET /v1alpha1/pg_dump/sources` (every source, its server's version and the pg_dump that
+//! would run) and `POST /v1alpha1/pg_dump/catalog` (a source's schemas and their objects).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::future::join_all;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::dump::read_body;
+use super::error::ApiError;
+use super::json_response;
+use super::state::AppState;
+use crate::auth::{self, ADMIN_ROLE};
+use crate::catalog;
+use crate::sources::{self, Source, Unavailable};
+
+/// One entry of `GET /v1alpha1/pg_dump/sources`.
+#[derive(Debug, Serialize)]
+struct SourceInfo<'a> {
+    name: &'a str,
+    kind: &'a str,
+    /// The server's version, when it could be learnt.
+    server_version: Option<String>,
+    /// The version of the pg_dump that a dump of this source would run now.
+    pg_dump: Option<String>,
+    /// Why the server's version or a matching pg_dump is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `GET /v1alpha1/pg_dump/sources`.
+pub(super) async fn sources(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(err) = require_admin(&state, &headers) {
+        return err.to_response(state.config.dev_mode);
+    }
+    let entries = state.sources.entries().map(|(name, entry)| {
+        let state = &state;
+        async move {
+            match entry {
+                Ok(source) => describe(state, source).await,
+                Err(kind) => SourceInfo {
+                    name,
+                    kind,
+                    server_version: None,
+                    pg_dump: None,
+                    error: Some(format!("only postgres sources can be dumped, not {kind}")),
+                },
+            }
+        }
+    });
+    let sources = join_all(entries).await;
+    json_response(serde_json::json!({ "sources": sources }).to_string())
+}
+
+/// A PostgreSQL source as `sources` lists it: the version is learnt (or taken from the cache)
+/// as a dump would learn it, and the pg_dump is the one a dump would choose.
+async fn describe<'a>(state: &AppState, source: &'a Source) -> SourceInfo<'a> {
+    let toolbox = state.dumper.toolbox();
+    let (server_version, pg_dump, error) = match state.dumper.server_version(source).await {
+        Ok(server) => match toolbox.for_server(server) {
+            Some(pg_dump) => (Some(server), Some(pg_dump.version), None),
+            None => (
+                Some(server),
+                None,
+                Some(format!("no installed pg_dump can dump a {server} server")),
+            ),
+        },
+        Err(why) => (
+            None,
+            toolbox.newest().map(|newest| newest.version),
+            Some(why),
+        ),
+    };
+    SourceInfo {
+        name: &source.name,
+        kind: "postgres",
+        server_version: server_version.map(|v| v.to_string()),
+        pg_dump: pg_dump.map(|v| v.to_string()),
+        error,
+    }
+}
+
+/// `POST /v1alpha1/pg_dump/catalog` with `{"source": NAME}` (`default` when absent).
+pub(super) async fn catalog(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let answer = async {
+        require_admin(&state, &headers)?;
+        let body = read_body(&headers, body, state.config.request_header_timeout).await?;
+        let name = source_name(&body)?;
+        let source = state.sources.get(&name).map_err(|why| match why {
+            Unavailable::NotFound => ApiError::SourceNotFound(name.clone()),
+            Unavailable::NotPostgres { kind } => ApiError::NotSupported {
+                name: name.clone(),
+                kind,
+            },
+        })?;
+        let catalog = catalog::read(&source.conn).await?;
+        let body = serde_json::json!({ "source": name, "schemas": catalog.schemas });
+        Ok::<_, ApiError>(json_response(body.to_string()))
+    };
+    match answer.await {
+        Ok(response) => response,
+        Err(err) => err.to_response(state.config.dev_mode),
+    }
+}
+
+/// The `source` of a catalog request body.
+fn source_name(body: &[u8]) -> Result<String, ApiError> {
+    let parse_failed = |path: &str, message: &str| ApiError::ParseFailed {
+        path: path.to_owned(),
+        message: message.to_owned(),
+    };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|err| ApiError::InvalidJson(err.to_string()))?;
+    let Value::Object(fields) = value else {
+        return Err(parse_failed("$", "expected an object"));
+    };
+    match fields.get("source") {
+        None | Some(Value::Null) => Ok(sources::DEFAULT.to_owned()),
+        Some(Value::String(name)) if name.is_empty() => {
+            Err(parse_failed("$.source", "empty string not allowed"))
+        }
+        Some(Value::String(name)) => Ok(name.clone()),
+        Some(_) => Err(parse_failed("$.source", "expected a string")),
+    }
+}
+
+/// Only admins may look.
+fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match auth::authenticate(&state.config.auth, headers)? {
+        role if role == ADMIN_ROLE => Ok(()),
+        _ => Err(ApiError::NotAdmin),
+    }
+}
