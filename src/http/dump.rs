@@ -122,16 +122,24 @@ async fn dump(
     if role != ADMIN_ROLE {
         return Err(ApiError::NotAdmin);
     }
+    // The source as configured now; a change of the metadata from here on does not touch
+    // this dump.
     let source = state
         .sources
         .get(&request.source)
+        .await
         .map_err(|why| match why {
             Unavailable::NotFound => ApiError::SourceNotFound(request.source.clone()),
             Unavailable::NotPostgres { kind } => ApiError::NotSupported {
                 name: request.source.clone(),
                 kind,
             },
+            Unavailable::Unusable { reason } => ApiError::SourceUnusable {
+                name: request.source.clone(),
+                reason,
+            },
         })?;
+    let source = &source;
     let options = opts::parse(&request.opts, request.clean_output)?;
 
     // Recorded in the metrics when dropped, however the request ends (a client that leaves

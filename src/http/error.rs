@@ -39,6 +39,9 @@ pub(crate) enum ApiError {
     SourceNotFound(String),
     #[error("source \"{name}\" is of kind \"{kind}\": only postgres sources can be dumped")]
     NotSupported { name: String, kind: String },
+    /// Configured, but its connection cannot be had (an unset environment variable, …).
+    #[error("source \"{name}\" cannot be used: {reason}")]
+    SourceUnusable { name: String, reason: String },
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
     #[error(
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::SourceUnusable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "request-timeout",
             ApiError::Busy { .. } => "unavailable",
             ApiError::BodyRead(_) => "bad-request",
+            ApiError::SourceUnusable { .. } => "unexpected",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
             }

@@ -1,7 +1,8 @@
 //! Which PostgreSQL major a source runs, learnt over a real connection (with the connection
 //! string's TLS settings) and cached per source, so that the matching pg_dump can be chosen
 //! without a round trip per request. The cache entry is dropped when a dump reports a version
-//! mismatch (the server was upgraded), and learnt again on the next request.
+//! mismatch (the server was upgraded), and is not used for a source whose connection string
+//! changed since (its URL changed in Hasura's metadata); either way it is learnt again.
 //!
 //! The probe reads the connection string itself (tokio-postgres, not libpq), honouring the
 //! host, port, user, database, password (also `PGPASSWORD` and the other `PG*` variables for
@@ -40,20 +41,23 @@ impl fmt::Display for Version {
     }
 }
 
-/// Server versions by source name.
+/// Server versions by source name, each with the connection it was learnt over.
 #[derive(Debug, Default)]
 pub(crate) struct ServerVersions {
-    known: Mutex<HashMap<String, Version>>,
+    known: Mutex<HashMap<String, (ConnInfo, Version)>>,
 }
 
 impl ServerVersions {
-    /// The version of source `name`, from the cache or a new probe.
+    /// The version of source `name`, from the cache (when learnt over this same `conn`) or a
+    /// new probe.
     pub(crate) async fn get(&self, name: &str, conn: &ConnInfo) -> Result<Version, String> {
-        if let Some(version) = self.lock().get(name) {
-            return Ok(*version);
+        if let Some((known, version)) = self.lock().get(name) {
+            if known == conn {
+                return Ok(*version);
+            }
         }
         let version = probe(conn).await?;
-        self.lock().insert(name.to_owned(), version);
+        self.lock().insert(name.to_owned(), (conn.clone(), version));
         Ok(version)
     }
 
@@ -62,7 +66,7 @@ impl ServerVersions {
         self.lock().remove(name);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Version>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ConnInfo, Version)>> {
         // The map stays consistent even if a holder panicked: no invariant spans entries.
         self.known
             .lock()
@@ -70,16 +74,29 @@ impl ServerVersions {
     }
 }
 
-/// Connects to `conn` and asks for `server_version_num`.
-pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
+/// Connects to `conn` as libpq would (see the module's notes for what is not honoured); the
+/// connection runs on a task of its own until the client is dropped.
+pub(crate) async fn connect(conn: &ConnInfo) -> Result<tokio_postgres::Client, String> {
     let mut config = client_config(conn)?;
     let tls = tls::settings(conn)?;
     // With sslmode=disable the connector is never used.
     config.ssl_mode(tls.mode);
+    let (client, connection) = config
+        .connect(MakeRustlsConnect::new(tls.config))
+        .await
+        .map_err(|err| err.to_string())?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Connects to `conn` and asks for `server_version_num`.
+pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
     let query = async {
-        let (client, connection) = config.connect(MakeRustlsConnect::new(tls.config)).await?;
-        tokio::spawn(connection);
-        client.simple_query("SHOW server_version_num").await
+        let client = connect(conn).await?;
+        client
+            .simple_query("SHOW server_version_num")
+            .await
+            .map_err(|err| err.to_string())
     };
     let messages = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), query)
         .await
