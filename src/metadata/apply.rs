@@ -164,3 +164,92 @@ fn log_changes(old: &BTreeMap<String, Entry>, new: &BTreeMap<String, Entry>, ver
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::sources::Unavailable;
+
+    fn doc(sources: &[(&str, &str)]) -> String {
+        let sources: Vec<_> = sources
+            .iter()
+            .map(|(name, url)| {
+                serde_json::json!({"name": name, "kind": "postgres",
+                    "configuration": {"connection_info": {"database_url": serde_json::from_str::<serde_json::Value>(url).unwrap()}}})
+            })
+            .collect();
+        serde_json::json!({"version": 3, "sources": sources}).to_string()
+    }
+
+    fn setup(base: Sources) -> (Apply, watch::Receiver<Arc<Sources>>) {
+        let mut fallback = Sources::default();
+        fallback
+            .insert_database_url(&Secret::new("postgres://d@h/default"))
+            .unwrap();
+        let (publish, current) = watch::channel(Arc::new(Sources::default()));
+        let env: Env = Arc::new(|var| (var == "SET").then(|| "postgres://e@h/env".to_owned()));
+        let file = Some(PathBuf::from("databases.yaml"));
+        (Apply::new(base, fallback, file, env, publish), current)
+    }
+
+    fn public(current: &watch::Receiver<Arc<Sources>>, name: &str) -> Result<String, Unavailable> {
+        let sources = Arc::clone(&current.borrow());
+        sources
+            .get(name)
+            .map(|source| source.conn.public().to_owned())
+    }
+
+    #[test]
+    fn a_bad_document_or_source_keeps_the_last_good_definition() {
+        let (mut apply, current) = setup(Sources::default());
+        let first = doc(&[
+            ("a", r#""postgres://a@h/one""#),
+            ("b", r#"{"from_env": "SET"}"#),
+        ]);
+        apply.apply(Some(&first), 1).unwrap();
+        assert_eq!(public(&current, "a").unwrap(), "postgres://a@h/one");
+        assert_eq!(public(&current, "b").unwrap(), "postgres://e@h/env");
+        assert_eq!(
+            public(&current, "default").unwrap(),
+            "postgres://d@h/default"
+        );
+        assert!(matches!(
+            apply.apply(Some("{not json"), 2),
+            Err(Fault::Invalid)
+        ));
+        assert_eq!(public(&current, "a").unwrap(), "postgres://a@h/one");
+        let second = doc(&[("a", "[1]"), ("c", r#"{"from_env": "UNSET"}"#)]);
+        assert!(matches!(apply.apply(Some(&second), 3), Err(Fault::Invalid)));
+        assert_eq!(public(&current, "a").unwrap(), "postgres://a@h/one");
+        assert_eq!(public(&current, "b").unwrap_err(), Unavailable::NotFound);
+        let Err(Unavailable::Unusable { reason }) = public(&current, "c") else {
+            panic!("c should be unusable");
+        };
+        assert!(reason.contains("UNSET"), "{reason}");
+    }
+
+    #[test]
+    fn a_name_in_the_sources_file_too_stops_startup_and_is_unusable_later() {
+        let mut base = Sources::default();
+        base.insert(
+            "x",
+            crate::conninfo::ConnInfo::parse("postgres://f@h/x").unwrap(),
+        );
+        let (mut apply, current) = setup(base);
+        let document = doc(&[("x", r#""postgres://m@h/x""#)]);
+        let Err(Fault::Conflict(message)) = apply.apply(Some(&document), 1) else {
+            panic!("a conflict at startup");
+        };
+        assert!(
+            message.contains("\"x\"") && message.contains("databases.yaml"),
+            "{message}"
+        );
+        apply.started();
+        apply.apply(Some(&document), 1).unwrap();
+        assert!(matches!(
+            public(&current, "x"),
+            Err(Unavailable::Unusable { .. })
+        ));
+    }
+}

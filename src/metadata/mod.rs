@@ -114,6 +114,10 @@ impl Reader {
             (None, Some(url)) => (url, Setting::DatabaseUrl),
             (None, None) => return Ok(None),
         };
+        let mut fallback = Sources::default();
+        if let Some(url) = &config.database_url {
+            fallback.insert_database_url(url)?;
+        }
         let place = match url.expose().strip_prefix("dynamic-from-file://") {
             Some(path) => Place::File(path.into()),
             None => Place::Url(
@@ -121,10 +125,6 @@ impl Reader {
                     .with_context(|| format!("invalid {}", setting.name()))?,
             ),
         };
-        let mut fallback = Sources::default();
-        if let Some(url) = &config.database_url {
-            fallback.insert_database_url(url)?;
-        }
         let initial = apply::merged(&base, &Default::default(), fallback.entry(sources::DEFAULT));
         let (publish, current) = watch::channel(Arc::new(initial));
         let (refresh, requests) = mpsc::channel(64);
