@@ -49,9 +49,10 @@ impl Apply {
         self.started = true;
     }
 
-    /// Publishes the sources of `document` (`None`: no metadata) at `version`. A document
-    /// that does not parse changes nothing; an invalid source keeps its last good definition.
-    pub(super) fn apply(&mut self, document: Option<&str>, version: i64) -> Result<(), Fault> {
+    /// Publishes the sources of `document` (`None`: no metadata) at `version`; `Ok(false)`
+    /// when a source was invalid (it keeps its last good definition). A document that does
+    /// not parse changes nothing.
+    pub(super) fn apply(&mut self, document: Option<&str>, version: i64) -> Result<bool, Fault> {
         let parsed = match document {
             None => Vec::new(),
             Some(text) => match sources::parse_document(text, |var| (self.env)(var)) {
@@ -109,10 +110,7 @@ impl Apply {
         let sources = merged(&self.base, &entries, self.fallback.entry(sources::DEFAULT));
         self.publish.send_replace(Arc::new(sources));
         self.current = entries;
-        match invalid {
-            true => Err(Fault::Invalid),
-            false => Ok(()),
-        }
+        Ok(!invalid)
     }
 }
 
@@ -220,7 +218,7 @@ mod tests {
         ));
         assert_eq!(public(&current, "a").unwrap(), "postgres://a@h/one");
         let second = doc(&[("a", "[1]"), ("c", r#"{"from_env": "UNSET"}"#)]);
-        assert!(matches!(apply.apply(Some(&second), 3), Err(Fault::Invalid)));
+        assert!(!apply.apply(Some(&second), 3).unwrap());
         assert_eq!(public(&current, "a").unwrap(), "postgres://a@h/one");
         assert_eq!(public(&current, "b").unwrap_err(), Unavailable::NotFound);
         let Err(Unavailable::Unusable { reason }) = public(&current, "c") else {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -82,7 +83,7 @@ enum Seen {
 pub(crate) enum Fault {
     /// The database could not be reached or queried; the message names no secret.
     Unreachable(String),
-    /// The document is not valid metadata (already logged).
+    /// The document is not valid metadata (already logged); nothing changed.
     Invalid,
     /// A name is both in the sources file and in the metadata (only at the first read).
     Conflict(String),
@@ -168,23 +169,19 @@ impl Reader {
         mut requests: mpsc::Receiver<RefreshRequest>,
     ) {
         let mut failures = 0u32;
+        // A deadline rather than a sleep per turn, so that requests do not put attempts off.
+        let mut next = self.next_attempt(interval, failures);
         loop {
-            let wait = match (&self.seen, self.outage) {
-                // Never read, or unreachable: retry with back-off.
-                (None, _) | (_, true) => Some(backoff(failures)),
-                // `--database-url`'s database holds no metadata: look again only when asked.
-                (Some(Seen::NoTable), false) if self.setting == Setting::DatabaseUrl => None,
-                _ => interval,
-            };
+            let mut due = false;
+            let mut waiting = Vec::new();
             let sleep = async {
-                match wait {
-                    Some(wait) => tokio::time::sleep(wait).await,
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
-            let mut waiting = Vec::new();
             tokio::select! {
-                () = sleep => {},
+                () = sleep => due = true,
                 request = requests.recv() => match request {
                     Some(request) => waiting.push(request),
                     None => return,
@@ -194,21 +191,31 @@ impl Reader {
                 waiting.push(request);
             }
             // While unreachable, a request does not wait for another attempt: the back-off
-            // loop keeps trying.
-            if waiting.is_empty() || !self.outage {
+            // keeps trying.
+            if due || !self.outage {
                 match self.refresh(READ_TIMEOUT).await {
                     Err(Fault::Unreachable(_)) => failures = failures.saturating_add(1),
                     _ => failures = 0,
                 }
-            }
-            if self.seen == Some(Seen::NoTable) && self.setting == Setting::DatabaseUrl {
-                // Not polled: no session is kept open in a database that is only dumped.
-                self.client = None;
+                next = self.next_attempt(interval, failures);
             }
             for request in waiting {
                 let _ = request.send(());
             }
         }
+    }
+
+    /// When to look next: after `interval`, or sooner with back-off while the database is
+    /// unreachable; never (`None`) when there is nothing to poll.
+    fn next_attempt(&self, interval: Option<Duration>, failures: u32) -> Option<Instant> {
+        let wait = match (&self.seen, self.outage) {
+            // Never read, or unreachable: retry with back-off.
+            (None, _) | (_, true) => Some(backoff(failures)),
+            // `--database-url`'s database holds no metadata: look again only when asked.
+            (Some(Seen::NoTable), false) if self.setting == Setting::DatabaseUrl => None,
+            _ => interval,
+        };
+        wait.map(|wait| Instant::now() + wait)
     }
 
     /// Checks `resource_version`, and reads the document when it changed.
@@ -260,17 +267,22 @@ impl Reader {
             tracing::info!(target: "schema-sync", setting = self.setting.name(),
                 "no Hasura metadata (hdb_catalog.hdb_metadata) in this database yet");
         }
+        if seen == Seen::NoTable && self.setting == Setting::DatabaseUrl {
+            // Not polled: no session is kept open in a database that is only dumped.
+            self.client = None;
+        }
         // A bad document is not read again until it changes.
         self.seen = Some(seen);
         let version = match seen {
             Seen::Version(version) => version,
             _ => 0,
         };
-        let outcome = self.apply.apply(document.as_deref(), version);
-        if outcome.is_ok() {
-            self.counters.refreshed(version);
+        let all_valid = self.apply.apply(document.as_deref(), version)?;
+        self.counters.refreshed(version);
+        if !all_valid {
+            self.counters.failed("invalid");
         }
-        outcome
+        Ok(())
     }
 
     /// Runs `sql` (one row of `resource_version` and maybe the document) on the metadata
@@ -294,7 +306,7 @@ impl Reader {
             Err(err) if err.code() == Some(&SqlState::UNDEFINED_TABLE) => {
                 return Ok((Seen::NoTable, None))
             }
-            Err(err) => return Err(Fault::Unreachable(err.to_string())),
+            Err(err) => return Err(Fault::Unreachable(crate::server_version::describe(&err))),
         };
         let rows: Vec<_> = messages
             .iter()

@@ -84,9 +84,17 @@ pub(crate) async fn connect(conn: &ConnInfo) -> Result<tokio_postgres::Client, S
     let (client, connection) = config
         .connect(MakeRustlsConnect::new(tls.config))
         .await
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| describe(&err))?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// tokio-postgres's error with the server's message (its `Display` says only `db error`).
+pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => err.to_string(),
+    }
 }
 
 /// Connects to `conn` and asks for `server_version_num`.
@@ -96,7 +104,7 @@ pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
         client
             .simple_query("SHOW server_version_num")
             .await
-            .map_err(|err| err.to_string())
+            .map_err(|err| describe(&err))
     };
     let messages = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), query)
         .await

@@ -510,3 +510,65 @@ async fn a_name_in_both_the_sources_file_and_the_metadata_is_a_startup_error() {
     assert!(stderr.contains("Hasura's metadata"), "{stderr}");
     assert!(!stderr.contains(PASSWORD), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_database_url_without_metadata_keeps_no_session_open() {
+    let db = source_db("plain").await;
+    let server = Server::builder(&db.url).secret(SECRET).start();
+    assert!(dumped(&dump(&server, "default").await, "plain"));
+    let admin = connect(&cluster().url("postgres")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = admin
+            .query(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND application_name = 'pgdump-api'",
+                &[&db.name],
+            )
+            .await
+            .unwrap();
+        if rows[0].get::<_, i64>(0) == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pgdump-api keeps a session open");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_metadata_database_that_comes_up_later_is_read() {
+    let fallback = source_db("until_then").await;
+    let db = source_db("came_later").await;
+    let name = format!("hasura_later_{}", std::process::id());
+    let server = Server::builder(&fallback.url)
+        .secret(SECRET)
+        .env(
+            "HASURA_GRAPHQL_METADATA_DATABASE_URL",
+            &cluster().url(&name),
+        )
+        .start();
+    assert!(dumped(&dump(&server, "default").await, "until_then"));
+    cluster()
+        .create_database(&name, HDB_METADATA)
+        .await
+        .unwrap();
+    let client = cluster().connect(&name).await.unwrap();
+    let metadata = document(&[("later", "postgres", url_of(&db))]);
+    client
+        .execute(
+            "INSERT INTO hdb_catalog.hdb_metadata(id, metadata) VALUES (1, $1::text::json)",
+            &[&metadata.to_string()],
+        )
+        .await
+        .unwrap();
+    drop(client);
+    until(&server, "later", Duration::from_secs(20), |reply| {
+        dumped(reply, "came_later")
+    })
+    .await;
+    assert!(!log_lines(&server, "reachable again").is_empty());
+    drop(server);
+    let drop_it = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    let admin = connect(&cluster().url("postgres")).await;
+    admin.batch_execute(&drop_it).await.ok();
+}
