@@ -96,7 +96,7 @@ pub(crate) struct Reader {
     apply: apply::Apply,
     client: Option<Client>,
     seen: Option<Seen>,
-    /// Whether the database is unreachable, since when it was first found so.
+    /// Whether the database is unreachable (logged once, when it became so).
     outage: bool,
     counters: MetadataCounters,
 }

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::support::postgres::{connect, PASSWORD};
 use crate::support::{
-    cluster, lock_articles, pg_dump_sessions, pgdump_api, post_dump, Reply, Server, TestDb,
-    REFERENCE_SCHEMA,
+    cluster, lock_articles, pg_dump_children, pg_dump_sessions, pgdump_api, post_dump, Reply,
+    Server, TestDb, REFERENCE_SCHEMA,
 };
 
 const SECRET: &str = "meta-admin-secret";
@@ -277,6 +277,15 @@ async fn changes_to_the_metadata_are_followed_without_a_restart() {
     })
     .await
     .expect("pg_dump connected");
+    // Nothing from the metadata's connection strings is on a command line (`ps`).
+    for pid in pg_dump_children(server.pid())
+        .into_iter()
+        .chain([server.pid()])
+    {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        assert!(!cmdline.contains(PASSWORD), "{pid}: {cmdline}");
+    }
 
     let within = Duration::from_secs(3);
     // Added.
