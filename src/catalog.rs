@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::conninfo::ConnInfo;
-use crate::server_version::{self, ConnectError};
+use crate::server_version;
 
 /// How long the catalog query may run, and how long it may wait for a lock.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,9 +63,9 @@ pub(crate) struct Function {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CatalogError {
     #[error("could not connect to the database: {0}")]
-    Connect(#[source] ConnectError),
+    Connect(String),
     #[error("could not read the database's catalog: {0}")]
-    Query(#[source] tokio_postgres::Error),
+    Query(String),
     #[error("reading the database's catalog took longer than {0:?}")]
     Timeout(Duration),
 }
@@ -107,7 +107,7 @@ async fn query(conn: &ConnInfo) -> Result<Catalog, CatalogError> {
     let messages = client
         .simple_query(&sql)
         .await
-        .map_err(CatalogError::Query)?;
+        .map_err(|err| CatalogError::Query(server_version::describe(&err)))?;
     Ok(assemble(&messages))
 }
 

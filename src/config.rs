@@ -75,6 +75,28 @@ pub struct ServeArgs {
     #[arg(long, env = "HASURA_GRAPHQL_SOURCES_FILE")]
     pub(crate) sources_file: Option<PathBuf>,
 
+    /// Hasura's metadata database: its sources are followed live (`dynamic-from-file:///PATH`
+    /// reads the connection string from PATH). Without it, the database of --database-url is
+    /// read when it holds Hasura's metadata.
+    #[arg(
+        long,
+        env = "HASURA_GRAPHQL_METADATA_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub(crate) metadata_database_url: Option<String>,
+
+    /// Milliseconds between checks of the metadata's resource_version; 0 turns polling off.
+    #[arg(
+        long,
+        env = "HASURA_GRAPHQL_SCHEMA_SYNC_POLL_INTERVAL",
+        default_value_t = 1000
+    )]
+    pub(crate) schema_sync_poll_interval: u64,
+
+    /// The directory under which `dynamic_from_file` connection strings may be read.
+    #[arg(long, env = "HASURA_GRAPHQL_DYNAMIC_SECRETS_ALLOWED_PATH_PREFIX")]
+    pub(crate) dynamic_secrets_allowed_path_prefix: Option<String>,
+
     /// At most this many pg_dump processes run per source.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -211,6 +233,10 @@ pub(crate) struct Config {
     pub(crate) log_level: LogLevel,
     pub(crate) pg_dump_paths: Vec<PathBuf>,
     pub(crate) sources_file: Option<PathBuf>,
+    pub(crate) metadata_database_url: Option<Secret>,
+    /// `None`: no polling.
+    pub(crate) schema_sync_poll_interval: Option<Duration>,
+    pub(crate) dynamic_secrets_allowed_path_prefix: Option<String>,
     pub(crate) limits: DumpLimits,
     pub(crate) request_header_timeout: Duration,
     /// `None`: derived from the open-files limit.
@@ -258,6 +284,13 @@ impl Config {
             log_level: args.log_level,
             pg_dump_paths: args.pg_dump_paths,
             sources_file: args.sources_file,
+            metadata_database_url: args
+                .metadata_database_url
+                .filter(|url| !url.is_empty())
+                .map(Secret::new),
+            schema_sync_poll_interval: (args.schema_sync_poll_interval > 0)
+                .then(|| Duration::from_millis(args.schema_sync_poll_interval)),
+            dynamic_secrets_allowed_path_prefix: args.dynamic_secrets_allowed_path_prefix,
             limits: DumpLimits {
                 max_concurrent: args.pg_dump_max_concurrent as usize,
                 max_queue: args.pg_dump_max_queue as usize,
@@ -371,6 +404,12 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(config.graceful_shutdown_timeout, Duration::from_secs(60));
+        assert_eq!(
+            config.schema_sync_poll_interval,
+            Some(Duration::from_millis(1000))
+        );
+        let off = Config::from_args(serve(&["--schema-sync-poll-interval", "0"])).unwrap();
+        assert_eq!(off.schema_sync_poll_interval, None);
         assert_eq!(config.max_connections, None);
         let config = Config::from_args(serve(&["--max-connections", "300"])).unwrap();
         assert_eq!(config.max_connections, Some(300));

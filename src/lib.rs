@@ -4,7 +4,8 @@
 //! - [`http`]: routes, request ids, the request log and the one error type;
 //! - [`auth`]: the admin secret and the caller's role;
 //! - [`sources`] and [`conninfo`]: which database, and its connection string with the
-//!   password held apart from pg_dump's command line;
+//!   password held apart from pg_dump's command line; [`metadata`] follows the sources of
+//!   Hasura's own metadata database;
 //! - [`opts`]: pg_dump's options, parsed with its own rules, checked, re-emitted;
 //! - [`server_version`]: the source's PostgreSQL version, learnt once, so that
 //!   [`pg_dump`] can choose the matching pg_dump, run it, and stream its output;
@@ -36,6 +37,7 @@ mod conninfo;
 mod http;
 mod limits;
 mod logging;
+mod metadata;
 mod metrics;
 pub mod opts;
 mod pg_dump;

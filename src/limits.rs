@@ -1,11 +1,12 @@
 //! How many pg_dump processes may run per source, and how many requests may wait for one. A
 //! dump is the heaviest thing a client can ask of a database: at most `max_concurrent` run
 //! per source; up to `max_queue` more wait in line (leaving it if their client goes away);
-//! beyond that a request is turned away at once.
+//! beyond that a request is turned away at once. A source's line is made the first time it
+//! is used, so that sources added while the server runs (from Hasura's metadata) get one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -14,7 +15,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) struct Limits {
     max_concurrent: usize,
     max_queue: usize,
-    sources: HashMap<String, SourceLimit>,
+    /// Lines are never removed: a source that leaves may still have dumps running, and the
+    /// names are those of configured sources only.
+    sources: Mutex<HashMap<String, Arc<SourceLimit>>>,
 }
 
 #[derive(Debug)]
@@ -46,39 +49,41 @@ impl Drop for Waiting {
 }
 
 impl Limits {
-    /// Limits for `sources`; `max_concurrent` is at least 1.
+    /// Limits for `sources` (more are added when first used); `max_concurrent` is at least 1.
     pub(crate) fn new<'a>(
         sources: impl IntoIterator<Item = &'a str>,
         max_concurrent: usize,
         max_queue: usize,
     ) -> Limits {
-        let max_concurrent = max_concurrent.max(1);
-        let sources = sources
-            .into_iter()
-            .map(|name| {
-                let limit = SourceLimit {
-                    running: Arc::new(Semaphore::new(max_concurrent)),
-                    queued: Arc::new(AtomicUsize::new(0)),
-                };
-                (name.to_owned(), limit)
-            })
-            .collect();
-        Limits {
-            max_concurrent,
+        let limits = Limits {
+            max_concurrent: max_concurrent.max(1),
             max_queue,
-            sources,
+            sources: Mutex::new(HashMap::new()),
+        };
+        for name in sources {
+            limits.line(name);
         }
+        limits
+    }
+
+    /// The line of `source`, made now if it has none yet.
+    fn line(&self, source: &str) -> Arc<SourceLimit> {
+        let mut sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let limit = sources.entry(source.to_owned()).or_insert_with(|| {
+            Arc::new(SourceLimit {
+                running: Arc::new(Semaphore::new(self.max_concurrent)),
+                queued: Arc::new(AtomicUsize::new(0)),
+            })
+        });
+        Arc::clone(limit)
     }
 
     /// Waits for a place to run a pg_dump against `source`, or refuses when the line is full.
     pub(crate) async fn acquire(&self, source: &str) -> Result<Slot, Busy> {
-        let Some(limit) = self.sources.get(source) else {
-            // Sources are fixed at startup; an unknown one never reaches pg_dump.
-            return Err(Busy {
-                running: 0,
-                queued: 0,
-            });
-        };
+        let limit = self.line(source);
         if let Ok(permit) = Arc::clone(&limit.running).try_acquire_owned() {
             return Ok(Slot { _permit: permit });
         }
@@ -101,7 +106,11 @@ impl Limits {
 
     /// `(running, queued)` for `source`, for metrics.
     pub(crate) fn load(&self, source: &str) -> (usize, usize) {
-        self.sources.get(source).map_or((0, 0), |limit| {
+        let sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        sources.get(source).map_or((0, 0), |limit| {
             (
                 self.max_concurrent - limit.running.available_permits(),
                 limit.queued.load(Ordering::SeqCst),
@@ -146,5 +155,15 @@ mod tests {
             assert_eq!(limits.load("db"), (1, 1));
         }
         assert_eq!(limits.load("db"), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_source_added_later_gets_a_line_of_its_own() {
+        let limits = Limits::new(["db"], 1, 0);
+        assert_eq!(limits.load("new"), (0, 0));
+        let _running = limits.acquire("new").await.unwrap();
+        assert_eq!(limits.load("new"), (1, 0));
+        assert!(limits.acquire("new").await.is_err());
+        let _other = limits.acquire("db").await.unwrap();
     }
 }

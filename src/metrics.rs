@@ -1,7 +1,8 @@
 //! Prometheus metrics of the dumps: how many started, succeeded and failed (by source and
 //! reason), bytes streamed, how long they took, how many run and wait per source, and which
-//! pg_dump versions are installed and in use. Served at `GET /v1/metrics` when `metrics` is an
-//! enabled API.
+//! pg_dump versions are installed and in use; and, when sources come from Hasura's metadata,
+//! its `resource_version` and how often it was read. Served at `GET /v1/metrics` when
+//! `metrics` is an enabled API.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -38,6 +39,33 @@ struct VersionLabels {
 struct InstalledLabels {
     version: String,
     path: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// What the metadata reader records: shared handles, registered by
+/// [`Metrics::register_metadata`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MetadataCounters {
+    resource_version: Gauge,
+    refreshes: Counter,
+    failures: Family<ReasonLabel, Counter>,
+}
+
+impl MetadataCounters {
+    /// The document at `resource_version` was read and is in use.
+    pub(crate) fn refreshed(&self, resource_version: i64) {
+        self.refreshes.inc();
+        self.resource_version.set(resource_version);
+    }
+
+    /// A read failed: `unreachable` (the database) or `invalid` (the document or a source).
+    pub(crate) fn failed(&self, reason: &'static str) {
+        self.failures.get_or_create(&ReasonLabel { reason }).inc();
+    }
 }
 
 /// Why a dump did not succeed.
@@ -186,6 +214,26 @@ impl Metrics {
         }
     }
 
+    /// Adds the metadata reader's metrics.
+    pub(crate) fn register_metadata(&mut self, counters: &MetadataCounters) {
+        let registry = &mut self.registry;
+        registry.register(
+            "metadata_resource_version",
+            "resource_version of the Hasura metadata in use",
+            counters.resource_version.clone(),
+        );
+        registry.register(
+            "metadata_refreshes",
+            "Reads of Hasura's metadata document that were put in use",
+            counters.refreshes.clone(),
+        );
+        registry.register(
+            "metadata_refresh_failures",
+            "Failed reads of Hasura's metadata, by reason (unreachable, invalid)",
+            counters.failures.clone(),
+        );
+    }
+
     fn source(source: &str) -> SourceLabel {
         SourceLabel {
             source: source.to_owned(),
@@ -276,6 +324,23 @@ mod tests {
             "pgdump_dump_duration_seconds_count{source=\"default\"} 2",
             "pgdump_dumps_running{source=\"default\"} 0",
             "pgdump_pg_dump_runs_total{source=\"default\",version=\"15.18\"} 1",
+        ] {
+            assert!(text.contains(expected), "{expected} not in\n{text}");
+        }
+    }
+
+    #[test]
+    fn renders_the_metadata_counters() {
+        let mut metrics = Metrics::new(&Toolbox::from_binaries(Vec::new()));
+        let counters = MetadataCounters::default();
+        metrics.register_metadata(&counters);
+        counters.refreshed(7);
+        counters.failed("unreachable");
+        let text = metrics.render(&Limits::new([], 1, 1), std::iter::empty());
+        for expected in [
+            "pgdump_metadata_resource_version 7",
+            "pgdump_metadata_refreshes_total 1",
+            "pgdump_metadata_refresh_failures_total{reason=\"unreachable\"} 1",
         ] {
             assert!(text.contains(expected), "{expected} not in\n{text}");
         }

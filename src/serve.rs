@@ -9,8 +9,9 @@ use tokio::net::TcpListener;
 
 use crate::config::{AuthMode, Config, ServeArgs};
 use crate::http::{self, AppState};
+use crate::metadata::{self, Env};
 use crate::pg_dump::Toolbox;
-use crate::sources::Sources;
+use crate::sources::{Entry, LiveSources, Sources, ALLOWED_PATH_PREFIX};
 
 /// `pgdump-api serve`: configuration, logging, then the server until it shuts down.
 pub fn main(args: ServeArgs) -> ExitCode {
@@ -41,17 +42,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     for binary in toolbox.binaries() {
         tracing::info!(target: "startup", path = %binary.path.display(), version = %binary.version, "found pg_dump");
     }
-    let sources = Sources::load(
-        config.sources_file.as_deref(),
-        config.database_url.as_ref(),
-        |var| std::env::var(var).ok(),
-    )?;
-    if sources.is_empty() {
-        bail!(
-            "no database to dump: set --database-url / HASURA_GRAPHQL_DATABASE_URL \
+    let env = environment(&config);
+    let file_sources = Sources::load(config.sources_file.as_deref(), None, |var| env(var))?;
+    let (sources, reader) = match metadata::Reader::new(&config, file_sources.clone(), env)? {
+        Some((mut reader, live, requests)) => {
+            reader.start().await?;
+            (live, Some((reader, requests)))
+        }
+        None if file_sources.is_empty() => bail!(
+            "no database to dump: set --database-url / HASURA_GRAPHQL_DATABASE_URL, \
+             --metadata-database-url / HASURA_GRAPHQL_METADATA_DATABASE_URL \
              or --sources-file / HASURA_GRAPHQL_SOURCES_FILE"
-        );
-    }
+        ),
+        None => (LiveSources::from(file_sources), None),
+    };
     let listener = bind(&config.listen.host, config.listen.port)
         .await
         .with_context(|| {
@@ -65,7 +69,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!(target: "startup", address = %address,
             "no admin secret is set: anyone who can reach this server can dump the database; set --admin-secret / HASURA_GRAPHQL_ADMIN_SECRET");
     }
-    let state = Arc::new(AppState::new(config, sources, toolbox));
+    let poll_interval = config.schema_sync_poll_interval;
+    let mut state = AppState::new(config, sources, toolbox);
+    if let Some((reader, _)) = &reader {
+        state.metrics.register_metadata(reader.counters());
+    }
+    let state = Arc::new(state);
+    log_sources(&state.sources.snapshot());
+    if let Some((reader, requests)) = reader {
+        tokio::spawn(reader.run(poll_interval, requests));
+    }
     tracing::info!(target: "startup", address = %address, version = env!("CARGO_PKG_VERSION"),
         max_connections = state.max_connections, "listening");
     tokio::spawn(learn_server_versions(Arc::clone(&state)));
@@ -74,10 +87,37 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How `{from_env: VAR}` and the like are resolved: the process's environment, where the
+/// flags that stand for Hasura's variables win.
+fn environment(config: &Config) -> Env {
+    let database_url = config.database_url.clone();
+    let prefix = config.dynamic_secrets_allowed_path_prefix.clone();
+    Arc::new(move |var| match var {
+        "HASURA_GRAPHQL_DATABASE_URL" => database_url.as_ref().map(|url| url.expose().to_owned()),
+        ALLOWED_PATH_PREFIX => prefix.clone(),
+        _ => std::env::var(var).ok(),
+    })
+}
+
+/// One line per source: its name, its kind and where its connection string comes from.
+fn log_sources(sources: &Sources) {
+    for (name, entry) in sources.entries() {
+        let (kind, url_from) = (entry.kind(), metadata::describe(entry));
+        match entry {
+            Entry::Unusable { .. } => {
+                tracing::warn!(target: "startup", source = name, kind, url_from, "source cannot be used")
+            }
+            _ => tracing::info!(target: "startup", source = name, kind, url_from, "source"),
+        }
+    }
+}
+
 /// Learns every source's server version in the background, so that the first dump does not
 /// wait for it and a missing pg_dump shows in the log at startup.
 async fn learn_server_versions(state: Arc<AppState>) {
-    for source in state.sources.postgres() {
+    let sources = state.sources.snapshot();
+    for source in sources.postgres() {
+        let source = &source;
         match state.dumper.server_version(source).await {
             Ok(server) => match state.dumper.toolbox().for_server(server) {
                 Some(pg_dump) => tracing::info!(target: "startup", source = %source.name,

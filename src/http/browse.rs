@@ -18,13 +18,15 @@ use super::json_response;
 use super::state::AppState;
 use crate::auth::{self, ADMIN_ROLE};
 use crate::catalog;
-use crate::sources::{self, Source, Unavailable};
+use crate::sources::{self, Entry, Source};
 
 /// One entry of `GET /v1alpha1/pg_dump/sources`.
 #[derive(Debug, Serialize)]
-struct SourceInfo<'a> {
-    name: &'a str,
-    kind: &'a str,
+struct SourceInfo {
+    name: String,
+    kind: String,
+    /// Whether a dump of it can be asked for: a PostgreSQL source whose connection can be had.
+    dumpable: bool,
     /// The server's version, when it could be learnt.
     server_version: Option<String>,
     /// The version of the pg_dump that a dump of this source would run now.
@@ -39,18 +41,25 @@ pub(super) async fn sources(State(state): State<Arc<AppState>>, headers: HeaderM
     if let Err(err) = require_admin(&state, &headers) {
         return err.to_response(state.config.dev_mode);
     }
-    let entries = state.sources.entries().map(|(name, entry)| {
+    let snapshot = state.sources.snapshot();
+    let entries = snapshot.entries().map(|(name, entry)| {
         let state = &state;
+        let snapshot = &snapshot;
         async move {
-            match entry {
-                Ok(source) => describe(state, source).await,
-                Err(kind) => SourceInfo {
-                    name,
-                    kind,
-                    server_version: None,
-                    pg_dump: None,
-                    error: Some(format!("only postgres sources can be dumped, not {kind}")),
-                },
+            let unknown = |error: String| SourceInfo {
+                name: name.to_owned(),
+                kind: entry.kind().to_owned(),
+                dumpable: false,
+                server_version: None,
+                pg_dump: None,
+                error: Some(error),
+            };
+            match (entry, snapshot.get(name)) {
+                (_, Ok(source)) => describe(state, &source, entry.kind()).await,
+                (Entry::Other { kind }, _) => {
+                    unknown(format!("only postgres sources can be dumped, not {kind}"))
+                }
+                (_, Err(why)) => unknown(ApiError::unavailable(name, why).to_string()),
             }
         }
     });
@@ -60,7 +69,7 @@ pub(super) async fn sources(State(state): State<Arc<AppState>>, headers: HeaderM
 
 /// A PostgreSQL source as `sources` lists it: the version is learnt (or taken from the cache)
 /// as a dump would learn it, and the pg_dump is the one a dump would choose.
-async fn describe<'a>(state: &AppState, source: &'a Source) -> SourceInfo<'a> {
+async fn describe(state: &AppState, source: &Source, kind: &str) -> SourceInfo {
     let toolbox = state.dumper.toolbox();
     let (server_version, pg_dump, error) = match state.dumper.server_version(source).await {
         Ok(server) => match toolbox.for_server(server) {
@@ -78,8 +87,9 @@ async fn describe<'a>(state: &AppState, source: &'a Source) -> SourceInfo<'a> {
         ),
     };
     SourceInfo {
-        name: &source.name,
-        kind: "postgres",
+        name: source.name.clone(),
+        kind: kind.to_owned(),
+        dumpable: true,
         server_version: server_version.map(|v| v.to_string()),
         pg_dump: pg_dump.map(|v| v.to_string()),
         error,
@@ -96,13 +106,8 @@ pub(super) async fn catalog(
         require_admin(&state, &headers)?;
         let body = read_body(&headers, body, state.config.request_header_timeout).await?;
         let name = source_name(&body)?;
-        let source = state.sources.get(&name).map_err(|why| match why {
-            Unavailable::NotFound => ApiError::SourceNotFound(name.clone()),
-            Unavailable::NotPostgres { kind } => ApiError::NotSupported {
-                name: name.clone(),
-                kind,
-            },
-        })?;
+        let source =
+            (state.sources.get(&name).await).map_err(|why| ApiError::unavailable(&name, why))?;
         let catalog = catalog::read(&source.conn).await?;
         let body = serde_json::json!({ "source": name, "schemas": catalog.schemas });
         Ok::<_, ApiError>(json_response(body.to_string()))

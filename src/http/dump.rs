@@ -24,7 +24,6 @@ use crate::auth::{self, ADMIN_ROLE};
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
 use crate::pg_dump::{DumpError, Hold, Output, Started, Stop, Version};
-use crate::sources::Unavailable;
 
 /// The version of the pg_dump that wrote a response.
 const PG_DUMP_VERSION: HeaderName = HeaderName::from_static("x-pg-dump-version");
@@ -126,16 +125,14 @@ async fn dump(
     if role != ADMIN_ROLE {
         return Err(ApiError::NotAdmin);
     }
+    // The source as configured now; a change of the metadata from here on does not touch
+    // this dump.
     let source = state
         .sources
         .get(&request.source)
-        .map_err(|why| match why {
-            Unavailable::NotFound => ApiError::SourceNotFound(request.source.clone()),
-            Unavailable::NotPostgres { kind } => ApiError::NotSupported {
-                name: request.source.clone(),
-                kind,
-            },
-        })?;
+        .await
+        .map_err(|why| ApiError::unavailable(&request.source, why))?;
+    let source = &source;
     let options = opts::parse(&request.opts, request.clean_output)?;
 
     // Recorded in the metrics when dropped, however the request ends (a client that leaves

@@ -12,6 +12,7 @@ use crate::auth::AuthError;
 use crate::catalog::CatalogError;
 use crate::metrics::Failure;
 use crate::pg_dump::DumpError;
+use crate::sources::Unavailable;
 
 /// Everything that can go wrong between a request and its dump.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,9 @@ pub(crate) enum ApiError {
     Catalog(#[from] CatalogError),
     #[error("source \"{name}\" is of kind \"{kind}\": only postgres sources can be dumped")]
     NotSupported { name: String, kind: String },
+    /// Configured, but its connection cannot be had (an unset environment variable, …).
+    #[error("source \"{name}\" cannot be used: {reason}")]
+    SourceUnusable { name: String, reason: String },
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
     #[error(
@@ -88,6 +92,7 @@ impl ApiError {
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Catalog(CatalogError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::SourceUnusable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
@@ -113,6 +118,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "request-timeout",
             ApiError::Busy { .. } => "unavailable",
             ApiError::BodyRead(_) => "bad-request",
+            ApiError::SourceUnusable { .. } => "unexpected",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
             }
@@ -145,6 +151,16 @@ impl ApiError {
         match self {
             ApiError::Dump(err) => err.internal(),
             _ => None,
+        }
+    }
+
+    /// Why the source called `name` cannot be dumped.
+    pub(crate) fn unavailable(name: &str, why: Unavailable) -> ApiError {
+        let name = name.to_owned();
+        match why {
+            Unavailable::NotFound => ApiError::SourceNotFound(name),
+            Unavailable::NotPostgres { kind } => ApiError::NotSupported { name, kind },
+            Unavailable::Unusable { reason } => ApiError::SourceUnusable { name, reason },
         }
     }
 

@@ -120,8 +120,10 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
             Err(err) => return ApiError::from(err).into_response(),
         }
     }
-    let names = state.sources.postgres().map(|source| source.name.as_str());
-    let text = state.metrics.render(&state.limits, names);
+    let sources = state.sources.snapshot();
+    let text = state
+        .metrics
+        .render(&state.limits, sources.postgres_names());
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],

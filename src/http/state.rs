@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::pg_dump::{Dumper, Toolbox};
-use crate::sources::Sources;
+use crate::sources::LiveSources;
 
 use super::conns;
 
@@ -14,7 +14,8 @@ use super::conns;
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub config: Config,
-    pub sources: Sources,
+    /// The sources as they are now (they follow Hasura's metadata when it is configured).
+    pub sources: LiveSources,
     /// Runs pg_dump: the installed binaries, the servers' versions, the processes.
     pub dumper: Dumper,
     pub limits: Limits,
@@ -26,13 +27,19 @@ pub(crate) struct AppState {
 
 impl AppState {
     /// The state for a configuration, its sources and its pg_dump binaries.
-    pub(crate) fn new(config: Config, sources: Sources, pg_dump: Toolbox) -> AppState {
-        let pg_dumps = sources.postgres().count() * config.limits.max_concurrent;
+    pub(crate) fn new(
+        config: Config,
+        sources: impl Into<LiveSources>,
+        pg_dump: Toolbox,
+    ) -> AppState {
+        let sources = sources.into();
+        let snapshot = sources.snapshot();
+        let pg_dumps = snapshot.postgres_names().count() * config.limits.max_concurrent;
         let max_connections = config
             .max_connections
             .unwrap_or_else(|| conns::default_cap(conns::open_files_limit(), pg_dumps));
         let limits = Limits::new(
-            sources.postgres().map(|source| source.name.as_str()),
+            snapshot.postgres_names(),
             config.limits.max_concurrent,
             config.limits.max_queue,
         );

@@ -1,7 +1,8 @@
 //! Which PostgreSQL major a source runs, learnt over a real connection (with the connection
 //! string's TLS settings) and cached per source, so that the matching pg_dump can be chosen
 //! without a round trip per request. The cache entry is dropped when a dump reports a version
-//! mismatch (the server was upgraded), and learnt again on the next request.
+//! mismatch (the server was upgraded), and is not used for a source whose connection string
+//! changed since (its URL changed in Hasura's metadata); either way it is learnt again.
 //!
 //! The probe reads the connection string itself (tokio-postgres, not libpq), honouring the
 //! host, port, user, database, password (also `PGPASSWORD` and the other `PG*` variables for
@@ -40,20 +41,23 @@ impl fmt::Display for Version {
     }
 }
 
-/// Server versions by source name.
+/// Server versions by source name, each with the connection it was learnt over.
 #[derive(Debug, Default)]
 pub(crate) struct ServerVersions {
-    known: Mutex<HashMap<String, Version>>,
+    known: Mutex<HashMap<String, (ConnInfo, Version)>>,
 }
 
 impl ServerVersions {
-    /// The version of source `name`, from the cache or a new probe.
+    /// The version of source `name`, from the cache (when learnt over this same `conn`) or a
+    /// new probe.
     pub(crate) async fn get(&self, name: &str, conn: &ConnInfo) -> Result<Version, String> {
-        if let Some(version) = self.lock().get(name) {
-            return Ok(*version);
+        if let Some((known, version)) = self.lock().get(name) {
+            if known == conn {
+                return Ok(*version);
+            }
         }
         let version = probe(conn).await?;
-        self.lock().insert(name.to_owned(), version);
+        self.lock().insert(name.to_owned(), (conn.clone(), version));
         Ok(version)
     }
 
@@ -62,7 +66,7 @@ impl ServerVersions {
         self.lock().remove(name);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Version>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ConnInfo, Version)>> {
         // The map stays consistent even if a holder panicked: no invariant spans entries.
         self.known
             .lock()
@@ -70,45 +74,42 @@ impl ServerVersions {
     }
 }
 
-/// A connection to `conn` as the probe makes it (the string's TLS settings, libpq's
-/// environment for what it leaves out), driven by a task of its own until the client is
-/// dropped.
-pub(crate) async fn connect(conn: &ConnInfo) -> Result<tokio_postgres::Client, ConnectError> {
-    let mut config = client_config(conn).map_err(ConnectError::Settings)?;
-    let tls = tls::settings(conn).map_err(ConnectError::Settings)?;
+/// Connects to `conn` as libpq would (see the module's notes for what is not honoured); the
+/// connection runs on a task of its own until the client is dropped.
+pub(crate) async fn connect(conn: &ConnInfo) -> Result<tokio_postgres::Client, String> {
+    let mut config = client_config(conn)?;
+    let tls = tls::settings(conn)?;
     // With sslmode=disable the connector is never used.
     config.ssl_mode(tls.mode);
     let (client, connection) = config
         .connect(MakeRustlsConnect::new(tls.config))
         .await
-        .map_err(ConnectError::Postgres)?;
+        .map_err(|err| describe(&err))?;
     tokio::spawn(connection);
     Ok(client)
 }
 
-/// Why [`connect`] failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ConnectError {
-    /// The connection string cannot be used as it is.
-    #[error("{0}")]
-    Settings(String),
-    #[error(transparent)]
-    Postgres(#[from] tokio_postgres::Error),
+/// tokio-postgres's error with the server's message (its `Display` says only `db error`).
+pub(crate) fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => err.to_string(),
+    }
 }
 
 /// Connects to `conn` and asks for `server_version_num`.
 pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
     let query = async {
         let client = connect(conn).await?;
-        Ok::<_, ConnectError>(client.simple_query("SHOW server_version_num").await?)
+        client
+            .simple_query("SHOW server_version_num")
+            .await
+            .map_err(|err| describe(&err))
     };
     let messages = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), query)
         .await
         .map_err(|_| "timed out asking the server for its version".to_owned())?
-        .map_err(|err| match err {
-            ConnectError::Settings(message) => message,
-            err => format!("could not ask the server for its version: {err}"),
-        })?;
+        .map_err(|err| format!("could not ask the server for its version: {err}"))?;
     let num = messages
         .iter()
         .find_map(|message| match message {

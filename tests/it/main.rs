@@ -7,6 +7,7 @@ mod connections;
 mod dump;
 mod errors;
 mod matrix;
+mod metadata;
 mod page;
 mod probe;
 mod process;

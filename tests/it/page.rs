@@ -84,6 +84,8 @@ async fn sources_lists_every_source_with_its_server_and_pg_dump() {
     );
     assert_eq!(listed[1]["name"], "warehouse");
     assert_eq!(listed[1]["kind"], "mssql");
+    assert_eq!(listed[1]["dumpable"], false);
+    assert_eq!(default["dumpable"], true);
     assert!(listed[1]["pg_dump"].is_null());
 
     // The version is what a dump's header then names.

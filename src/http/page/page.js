@@ -122,11 +122,11 @@ async function signIn(credential) {
   for (const source of state.sources) {
     const option = document.createElement("option");
     option.value = source.name;
-    option.textContent = source.name + (source.kind === "postgres" ? "" : " (" + source.kind + ")");
-    option.disabled = source.kind !== "postgres";
+    option.textContent = source.name + (source.dumpable ? "" : " (" + (source.error || source.kind) + ")");
+    option.disabled = !source.dumpable;
     select.append(option);
   }
-  const first = state.sources.find((s) => s.kind === "postgres");
+  const first = state.sources.find((s) => s.dumpable);
   if (first) {
     select.value = first.name;
     await loadCatalog(first.name);

@@ -177,6 +177,18 @@ impl Server {
         }
     }
 
+    /// A server given neither a database URL nor a sources file (the test sets what it needs).
+    pub fn builder_bare() -> ServerBuilder {
+        ServerBuilder {
+            args: Vec::new(),
+            envs: Vec::new(),
+            database_url: None,
+            pg_dumps: Vec::new(),
+            host: "127.0.0.1".to_owned(),
+            launcher: Vec::new(),
+        }
+    }
+
     /// `http://ADDR/PATH` (over loopback when the server listens on every interface).
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
