@@ -1,10 +1,27 @@
 //! Who is calling: the admin secret check and the caller's role, as Hasura decides them
-//! (SPEC §2 step 3). The secret is compared in constant time.
+//! (SPEC §2 step 3), and CORS ([`cors`]). Secrets are compared in constant time.
+//!
+//! [`authenticate`] is the one entry point of the request path; it needs only the headers.
+
+pub(crate) mod cors;
 
 use axum::http::HeaderMap;
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthMode;
+use crate::secret::Secret;
+
+/// Who may call the admin endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuthMode {
+    /// No admin secret: every caller is admin unless it names another role.
+    Open,
+    /// Callers prove themselves with an admin secret; others get `unauthorized_role`.
+    Secret {
+        /// Never empty.
+        secrets: Vec<Secret>,
+        unauthorized_role: Option<String>,
+    },
+}
 
 /// The role that may use the admin endpoints.
 pub(crate) const ADMIN_ROLE: &str = "admin";
@@ -23,9 +40,12 @@ pub(crate) enum AuthError {
 }
 
 /// The caller's role, from the request headers.
-pub(crate) fn authenticate(mode: &AuthMode, headers: &HeaderMap) -> Result<String, AuthError> {
+pub(crate) async fn authenticate(
+    mode: &AuthMode,
+    headers: &HeaderMap,
+) -> Result<String, AuthError> {
     let AuthMode::Secret {
-        secret,
+        secrets,
         unauthorized_role,
     } = mode
     else {
@@ -37,12 +57,21 @@ pub(crate) fn authenticate(mode: &AuthMode, headers: &HeaderMap) -> Result<Strin
         .get(ADMIN_SECRET_HEADER)
         .or_else(|| headers.get(ACCESS_KEY_HEADER));
     match sent {
-        Some(sent) if bool::from(sent.as_bytes().ct_eq(secret.expose().as_bytes())) => {
-            Ok(requested_role(headers))
-        }
+        Some(sent) if is_one_of(sent.as_bytes(), secrets) => Ok(requested_role(headers)),
         Some(_) => Err(AuthError::InvalidSecret),
         None => unauthorized_role.clone().ok_or(AuthError::SecretRequired),
     }
+}
+
+/// Whether `sent` is one of `secrets`, in constant time: every secret is compared, whichever
+/// matches.
+fn is_one_of(sent: &[u8], secrets: &[Secret]) -> bool {
+    let matches = secrets
+        .iter()
+        .fold(subtle::Choice::from(0), |found, secret| {
+            found | sent.ct_eq(secret.expose().as_bytes())
+        });
+    bool::from(matches)
 }
 
 /// `x-hasura-role`, or admin when absent or empty.
@@ -57,7 +86,6 @@ fn requested_role(headers: &HeaderMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
@@ -68,17 +96,41 @@ mod tests {
 
     fn secret(unauthorized_role: Option<&str>) -> AuthMode {
         AuthMode::Secret {
-            secret: Secret::new("s3cret"),
+            secrets: vec![Secret::new("s3cret")],
             unauthorized_role: unauthorized_role.map(str::to_owned),
         }
     }
 
+    fn sync(mode: &AuthMode, headers: &HeaderMap) -> Result<String, AuthError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(authenticate(mode, headers))
+    }
+
     #[test]
     fn open_mode_ignores_secret_headers() {
-        let role = authenticate(&AuthMode::Open, &headers(&[("x-hasura-admin-secret", "")]));
+        let role = sync(&AuthMode::Open, &headers(&[("x-hasura-admin-secret", "")]));
         assert_eq!(role.as_deref(), Ok("admin"));
-        let role = authenticate(&AuthMode::Open, &headers(&[("x-hasura-role", "user")]));
+        let role = sync(&AuthMode::Open, &headers(&[("x-hasura-role", "user")]));
         assert_eq!(role.as_deref(), Ok("user"));
+    }
+
+    #[test]
+    fn any_listed_secret_is_admin() {
+        let mode = AuthMode::Secret {
+            secrets: vec![Secret::new("old"), Secret::new("new")],
+            unauthorized_role: None,
+        };
+        for (sent, expected) in [
+            ("old", Ok("admin")),
+            ("new", Ok("admin")),
+            ("ne", Err(AuthError::InvalidSecret)),
+            ("oldnew", Err(AuthError::InvalidSecret)),
+        ] {
+            let got = sync(&mode, &headers(&[("x-hasura-admin-secret", sent)]));
+            assert_eq!(got, expected.map(str::to_owned), "{sent}");
+        }
     }
 
     #[test]
@@ -118,7 +170,7 @@ mod tests {
             (&[("x-hasura-role", "admin")], Some("anon"), Ok("anon")),
         ];
         for (sent, unauthorized, expected) in cases {
-            let got = authenticate(&secret(unauthorized), &headers(sent));
+            let got = sync(&secret(unauthorized), &headers(sent));
             assert_eq!(got, expected.map(str::to_owned), "{sent:?}");
         }
     }
