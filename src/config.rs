@@ -3,6 +3,7 @@
 //! Hasura GraphQL Engine's own so that existing deployments switch by changing the binary.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -10,6 +11,8 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
 use crate::auth::cors::Cors;
+use crate::auth::hook::AuthHook;
+use crate::auth::jwt::JwtAuth;
 use crate::auth::{AuthMode, ADMIN_ROLE};
 use crate::secret::Secret;
 
@@ -37,21 +40,27 @@ pub struct ServeArgs {
     #[arg(long, env = "HASURA_GRAPHQL_UNAUTHORIZED_ROLE")]
     pub(crate) unauthorized_role: Option<String>,
 
-    /// JWT configuration (Hasura's JSON object). Not supported yet: setting it stops startup.
+    /// JWT configuration: Hasura's JSON object (`type` + `key`, or `jwk_url`; claims, audience,
+    /// issuer, allowed_skew, header).
     #[arg(long, env = "HASURA_GRAPHQL_JWT_SECRET", hide_env_values = true)]
     pub(crate) jwt_secret: Option<String>,
 
-    /// A JSON list of JWT configurations. Not supported yet: setting it stops startup.
+    /// A JSON list of JWT configurations, besides --jwt-secret.
     #[arg(long, env = "HASURA_GRAPHQL_JWT_SECRETS", hide_env_values = true)]
     pub(crate) jwt_secrets: Option<String>,
 
-    /// URL of the authentication webhook. Not supported yet: setting it stops startup.
+    /// URL of the authentication webhook, asked about callers without the admin secret.
     #[arg(long, env = "HASURA_GRAPHQL_AUTH_HOOK")]
     pub(crate) auth_hook: Option<String>,
 
-    /// HTTP method of the authentication webhook: GET or POST.
+    /// HTTP method of the authentication webhook: GET (the default) or POST.
     #[arg(long, env = "HASURA_GRAPHQL_AUTH_HOOK_MODE")]
     pub(crate) auth_hook_mode: Option<String>,
+
+    /// Seconds the authentication webhook has to answer; past it the caller gets a 500.
+    #[arg(long, env = "HASURA_GRAPHQL_AUTH_HOOK_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) auth_hook_timeout: u64,
 
     /// Whether the POST webhook gets the request body (this API has no GraphQL request, so
     /// `request` is always null).
@@ -277,16 +286,12 @@ impl Config {
             jwt_secret: args.jwt_secret,
             jwt_secrets: args.jwt_secrets,
             auth_hook: args.auth_hook,
+            auth_hook_mode: args.auth_hook_mode,
+            auth_hook_send_request_body: args.auth_hook_send_request_body.unwrap_or(true),
+            auth_hook_timeout: Duration::from_secs(args.auth_hook_timeout),
         })?;
-        match args.auth_hook_mode.as_deref() {
-            None | Some("GET" | "POST") => {}
-            Some(other) => bail!(
-                "invalid --auth-hook-mode / HASURA_GRAPHQL_AUTH_HOOK_MODE {other:?}: \
-                 expected GET or POST"
-            ),
-        }
-        // Nothing to act on: no POST hook runs yet, and this server has no websockets.
-        let _ = (args.auth_hook_send_request_body, args.ws_read_cookie);
+        // Nothing to act on: this server has no websockets.
+        let _ = args.ws_read_cookie;
         let cors = Cors::parse(args.cors_domain.as_deref(), args.disable_cors).map_err(|err| {
             anyhow::anyhow!("invalid --cors-domain / HASURA_GRAPHQL_CORS_DOMAIN: {err}")
         })?;
@@ -339,6 +344,9 @@ struct AuthArgs {
     jwt_secret: Option<String>,
     jwt_secrets: Option<String>,
     auth_hook: Option<String>,
+    auth_hook_mode: Option<String>,
+    auth_hook_send_request_body: bool,
+    auth_hook_timeout: Duration,
 }
 
 /// What Hasura's fatal startup messages say a setting needs.
@@ -351,31 +359,33 @@ fn auth_mode(args: AuthArgs) -> anyhow::Result<AuthMode> {
     let secrets = admin_secrets(args.admin_secret, args.access_key, args.admin_secrets)?;
     let unauthorized_role = args.unauthorized_role.filter(|role| !role.is_empty());
     let hook = args.auth_hook.filter(|hook| !hook.is_empty());
-    let jwt = [
-        ("--jwt-secret / HASURA_GRAPHQL_JWT_SECRET", args.jwt_secret),
-        (
-            "--jwt-secrets / HASURA_GRAPHQL_JWT_SECRETS",
-            args.jwt_secrets,
+    let jwt_secret = args.jwt_secret.filter(|value| !value.is_empty());
+    let jwt_secrets = args.jwt_secrets.filter(|value| !value.is_empty());
+    let jwt = jwt_secret.is_some() || jwt_secrets.is_some();
+    let post = match args.auth_hook_mode.as_deref() {
+        None | Some("GET") => false,
+        Some("POST") => true,
+        Some(other) => bail!(
+            "invalid --auth-hook-mode / HASURA_GRAPHQL_AUTH_HOOK_MODE {other:?}: \
+             expected GET or POST"
         ),
-    ]
-    .into_iter()
-    .find_map(|(name, value)| value.filter(|value| !value.is_empty()).map(|_| name));
+    };
     // Hasura's `setupAuthMode`, case by case.
     match (!secrets.is_empty(), &hook, jwt) {
-        (true, None, None) | (true, None, Some(_)) => {}
+        (true, None, _) => {}
         _ if unauthorized_role.is_some() => bail!(
             "Fatal Error: --unauthorized-role (HASURA_GRAPHQL_UNAUTHORIZED_ROLE){REQUIRES_ADMIN_SECRET} \
              and is not allowed when --auth-hook (HASURA_GRAPHQL_AUTH_HOOK) is set"
         ),
-        (false, None, None) => return Ok(AuthMode::Open),
-        (true, Some(_), None) => {}
-        (false, Some(_), None) => {
+        (false, None, false) => return Ok(AuthMode::Open),
+        (true, Some(_), false) => {}
+        (false, Some(_), false) => {
             bail!("Fatal Error : --auth-hook (HASURA_GRAPHQL_AUTH_HOOK){REQUIRES_ADMIN_SECRET}")
         }
-        (false, None, Some(_)) => {
+        (false, None, true) => {
             bail!("Fatal Error : --jwt-secret (HASURA_GRAPHQL_JWT_SECRET){REQUIRES_ADMIN_SECRET}")
         }
-        (_, Some(_), Some(_)) => {
+        (_, Some(_), true) => {
             bail!("Fatal Error: Both webhook and JWT mode cannot be enabled at the same time")
         }
     }
@@ -385,15 +395,27 @@ fn auth_mode(args: AuthArgs) -> anyhow::Result<AuthMode> {
              caller without the admin secret would be admin"
         );
     }
-    // Settings read but not acted on yet: refused rather than silently ignored.
-    if let Some(name) = jwt {
-        bail!("{name} is not supported by pgdump-api yet: refusing to start rather than ignore it");
+    if let Some(url) = hook {
+        let hook = AuthHook::new(
+            &url,
+            post,
+            args.auth_hook_send_request_body,
+            args.auth_hook_timeout,
+        )
+        .map_err(|err| anyhow::anyhow!("invalid --auth-hook / HASURA_GRAPHQL_AUTH_HOOK: {err}"))?;
+        return Ok(AuthMode::Hook {
+            secrets,
+            hook: Arc::new(hook),
+        });
     }
-    if hook.is_some() {
-        bail!(
-            "--auth-hook / HASURA_GRAPHQL_AUTH_HOOK is not supported by pgdump-api yet: \
-             refusing to start rather than ignore it"
-        );
+    if jwt {
+        let jwt = JwtAuth::parse(jwt_secret.as_deref(), jwt_secrets.as_deref())
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        return Ok(AuthMode::Jwt {
+            secrets,
+            jwt: Arc::new(jwt),
+            unauthorized_role,
+        });
     }
     Ok(AuthMode::Secret {
         secrets,

@@ -49,6 +49,11 @@ fn fail(err: &anyhow::Error) -> ExitCode {
 
 /// Runs the server until a shutdown signal.
 async fn serve(config: Config) -> anyhow::Result<()> {
+    config
+        .auth
+        .prepare()
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     let toolbox = Toolbox::discover(&config.pg_dump_paths)?;
     for binary in toolbox.binaries() {
         tracing::info!(target: "startup", path = %binary.path.display(), version = %binary.version, "found pg_dump");

@@ -4,11 +4,17 @@
 //! [`authenticate`] is the one entry point of the request path; it needs only the headers.
 
 pub(crate) mod cors;
+pub(crate) mod hook;
+pub(crate) mod jwt;
 
-use axum::http::HeaderMap;
+use std::sync::Arc;
+
+use axum::http::{HeaderMap, StatusCode};
 use subtle::ConstantTimeEq;
 
 use crate::secret::Secret;
+use hook::AuthHook;
+use jwt::JwtAuth;
 
 /// Who may call the admin endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +27,29 @@ pub(crate) enum AuthMode {
         secrets: Vec<Secret>,
         unauthorized_role: Option<String>,
     },
+    /// An admin secret, else a JWT, else `unauthorized_role`.
+    Jwt {
+        /// Never empty.
+        secrets: Vec<Secret>,
+        jwt: Arc<JwtAuth>,
+        unauthorized_role: Option<String>,
+    },
+    /// An admin secret, else what the webhook says.
+    Hook {
+        /// Never empty.
+        secrets: Vec<Secret>,
+        hook: Arc<AuthHook>,
+    },
+}
+
+impl AuthMode {
+    /// Fetches what authentication needs before the first request (JWK sets).
+    pub(crate) async fn prepare(&self) -> Result<(), String> {
+        match self {
+            AuthMode::Jwt { jwt, .. } => jwt.prepare().await,
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The role that may use the admin endpoints.
@@ -31,35 +60,60 @@ const ACCESS_KEY_HEADER: &str = "x-hasura-access-key";
 const ROLE_HEADER: &str = "x-hasura-role";
 
 /// Why a request was refused before its role was known.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AuthError {
     /// A secret header was sent, but it is not the secret.
     InvalidSecret,
     /// No secret header and no unauthorized role to fall back on.
     SecretRequired,
+    /// A JWT or the webhook refused the caller: Hasura's status, code and words.
+    Refused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
 }
 
-/// The caller's role, from the request headers.
+/// The caller's role, from the request headers: the one entry point of the request path.
 pub(crate) async fn authenticate(
     mode: &AuthMode,
     headers: &HeaderMap,
 ) -> Result<String, AuthError> {
-    let AuthMode::Secret {
-        secrets,
-        unauthorized_role,
-    } = mode
-    else {
+    let secrets = match mode {
         // The Hasura CLI always sends a (possibly empty) secret header; without a configured
         // secret it means nothing.
-        return Ok(requested_role(headers));
+        AuthMode::Open => return Ok(requested_role(headers)),
+        AuthMode::Secret { secrets, .. }
+        | AuthMode::Jwt { secrets, .. }
+        | AuthMode::Hook { secrets, .. } => secrets,
     };
     let sent = headers
         .get(ADMIN_SECRET_HEADER)
         .or_else(|| headers.get(ACCESS_KEY_HEADER));
     match sent {
-        Some(sent) if is_one_of(sent.as_bytes(), secrets) => Ok(requested_role(headers)),
-        Some(_) => Err(AuthError::InvalidSecret),
-        None => unauthorized_role.clone().ok_or(AuthError::SecretRequired),
+        Some(sent) if is_one_of(sent.as_bytes(), secrets) => return Ok(requested_role(headers)),
+        Some(_) => return Err(AuthError::InvalidSecret),
+        None => {}
+    }
+    match mode {
+        AuthMode::Open => unreachable!("answered above"),
+        AuthMode::Secret {
+            unauthorized_role, ..
+        } => unauthorized_role.clone().ok_or(AuthError::SecretRequired),
+        AuthMode::Jwt {
+            jwt,
+            unauthorized_role,
+            ..
+        } => match jwt.role(headers).await? {
+            Some(role) => Ok(role),
+            None => unauthorized_role.clone().ok_or_else(|| AuthError::Refused {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid-headers",
+                message: "Missing 'Authorization' or 'Cookie' header in JWT authentication mode"
+                    .to_owned(),
+            }),
+        },
+        AuthMode::Hook { hook, .. } => hook.role(headers).await,
     }
 }
 

@@ -29,6 +29,13 @@ pub(crate) enum ApiError {
     InvalidSecret,
     #[error("\"x-hasura-admin-secret\"/\"x-hasura-access-key\" required, but not found")]
     SecretRequired,
+    /// A JWT or the auth webhook refused the caller.
+    #[error("{message}")]
+    AuthRefused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     InvalidJson(String),
     #[error("{message}")]
@@ -84,6 +91,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
+            ApiError::AuthRefused { status, .. } => *status,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
             | ApiError::ParseFailed { .. }
@@ -111,6 +119,7 @@ impl ApiError {
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
             }
+            ApiError::AuthRefused { code, .. } => code,
             ApiError::InvalidJson(_) => "invalid-json",
             ApiError::NotSupported { .. } => "not-supported",
             ApiError::ParseFailed { .. } => "parse-failed",
@@ -185,6 +194,15 @@ impl From<AuthError> for ApiError {
         match err {
             AuthError::InvalidSecret => ApiError::InvalidSecret,
             AuthError::SecretRequired => ApiError::SecretRequired,
+            AuthError::Refused {
+                status,
+                code,
+                message,
+            } => ApiError::AuthRefused {
+                status,
+                code,
+                message,
+            },
         }
     }
 }
