@@ -3,12 +3,17 @@
 //! Hasura GraphQL Engine's own so that existing deployments switch by changing the binary.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
+use crate::auth::cors::Cors;
+use crate::auth::hook::AuthHook;
+use crate::auth::jwt::JwtAuth;
+use crate::auth::{AuthMode, ADMIN_ROLE};
 use crate::secret::Secret;
 
 /// Flags of `pgdump-api serve`, exactly as given; [`Config::from_args`] validates them.
@@ -26,9 +31,57 @@ pub struct ServeArgs {
     #[arg(long, env = "HASURA_GRAPHQL_ACCESS_KEY", hide_env_values = true)]
     pub(crate) access_key: Option<String>,
 
+    /// Admin secrets as a JSON list of strings (for rotation); any of them, or the admin
+    /// secret, is accepted.
+    #[arg(long, env = "HASURA_GRAPHQL_ADMIN_SECRETS", hide_env_values = true)]
+    pub(crate) admin_secrets: Option<String>,
+
     /// Role of requests that carry no admin secret header.
     #[arg(long, env = "HASURA_GRAPHQL_UNAUTHORIZED_ROLE")]
     pub(crate) unauthorized_role: Option<String>,
+
+    /// JWT configuration: Hasura's JSON object (`type` + `key`, or `jwk_url`; claims, audience,
+    /// issuer, allowed_skew, header).
+    #[arg(long, env = "HASURA_GRAPHQL_JWT_SECRET", hide_env_values = true)]
+    pub(crate) jwt_secret: Option<String>,
+
+    /// A JSON list of JWT configurations, besides --jwt-secret.
+    #[arg(long, env = "HASURA_GRAPHQL_JWT_SECRETS", hide_env_values = true)]
+    pub(crate) jwt_secrets: Option<String>,
+
+    /// URL of the authentication webhook, asked about callers without the admin secret.
+    #[arg(long, env = "HASURA_GRAPHQL_AUTH_HOOK")]
+    pub(crate) auth_hook: Option<String>,
+
+    /// HTTP method of the authentication webhook: GET (the default) or POST.
+    #[arg(long, env = "HASURA_GRAPHQL_AUTH_HOOK_MODE")]
+    pub(crate) auth_hook_mode: Option<String>,
+
+    /// Seconds the authentication webhook has to answer; past it the caller gets a 500.
+    #[arg(long, env = "HASURA_GRAPHQL_AUTH_HOOK_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) auth_hook_timeout: u64,
+
+    /// Whether the POST webhook gets the request body (this API has no GraphQL request, so
+    /// `request` is always null).
+    #[arg(long, env = "HASURA_GRAPHQL_AUTH_HOOK_SEND_REQUEST_BODY",
+          num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub(crate) auth_hook_send_request_body: Option<bool>,
+
+    /// Origins allowed cross-origin: `*` (the default), or a comma list of
+    /// `scheme://host[:port]`, where the host may start with `*.` for any one subdomain.
+    #[arg(long, env = "HASURA_GRAPHQL_CORS_DOMAIN")]
+    pub(crate) cors_domain: Option<String>,
+
+    /// Send no CORS headers and answer no preflight requests.
+    #[arg(long, env = "HASURA_GRAPHQL_DISABLE_CORS", default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub(crate) disable_cors: bool,
+
+    /// Accepted for compatibility; this server has no websockets.
+    #[arg(long, env = "HASURA_GRAPHQL_WS_READ_COOKIE", hide = true, default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub(crate) ws_read_cookie: bool,
 
     /// Comma list of APIs to enable: metadata, graphql, pgdump, developer, config, metrics.
     #[arg(
@@ -200,18 +253,6 @@ impl EnabledApis {
     }
 }
 
-/// Who may call the admin endpoints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum AuthMode {
-    /// No admin secret: every caller is admin unless it names another role.
-    Open,
-    /// Callers prove themselves with the admin secret; others get `unauthorized_role`.
-    Secret {
-        secret: Secret,
-        unauthorized_role: Option<String>,
-    },
-}
-
 /// Where the server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Listen {
@@ -226,6 +267,7 @@ pub(crate) struct Listen {
 pub(crate) struct Config {
     pub(crate) database_url: Option<Secret>,
     pub(crate) auth: AuthMode,
+    pub(crate) cors: Cors,
     pub(crate) enabled_apis: EnabledApis,
     pub(crate) listen: Listen,
     pub(crate) admin_internal_errors: bool,
@@ -262,7 +304,23 @@ impl Config {
     pub(crate) fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
         let enabled_apis = EnabledApis::parse(&args.enabled_apis)
             .context("invalid --enabled-apis / HASURA_GRAPHQL_ENABLED_APIS")?;
-        let auth = auth_mode(args.admin_secret, args.access_key, args.unauthorized_role)?;
+        let auth = auth_mode(AuthArgs {
+            admin_secret: args.admin_secret,
+            access_key: args.access_key,
+            admin_secrets: args.admin_secrets,
+            unauthorized_role: args.unauthorized_role,
+            jwt_secret: args.jwt_secret,
+            jwt_secrets: args.jwt_secrets,
+            auth_hook: args.auth_hook,
+            auth_hook_mode: args.auth_hook_mode,
+            auth_hook_send_request_body: args.auth_hook_send_request_body.unwrap_or(true),
+            auth_hook_timeout: Duration::from_secs(args.auth_hook_timeout),
+        })?;
+        // Nothing to act on: this server has no websockets.
+        let _ = args.ws_read_cookie;
+        let cors = Cors::parse(args.cors_domain.as_deref(), args.disable_cors).map_err(|err| {
+            anyhow::anyhow!("invalid --cors-domain / HASURA_GRAPHQL_CORS_DOMAIN: {err}")
+        })?;
         let host = match args.server_host.trim() {
             "*" => "*".to_owned(),
             "" => bail!("--server-host / HASURA_GRAPHQL_SERVER_HOST must not be empty"),
@@ -274,6 +332,7 @@ impl Config {
                 .filter(|url| !url.is_empty())
                 .map(Secret::new),
             auth,
+            cors,
             enabled_apis,
             listen: Listen {
                 host,
@@ -309,46 +368,167 @@ impl Config {
     }
 }
 
-/// The authentication mode, refusing the settings that would open the server by accident.
-fn auth_mode(
+/// The authentication settings as given.
+struct AuthArgs {
     admin_secret: Option<String>,
     access_key: Option<String>,
+    admin_secrets: Option<String>,
     unauthorized_role: Option<String>,
-) -> anyhow::Result<AuthMode> {
-    let (secret, name) = match (admin_secret, access_key) {
-        (Some(secret), _) => (secret, "--admin-secret / HASURA_GRAPHQL_ADMIN_SECRET"),
-        (None, Some(key)) => (key, "--access-key / HASURA_GRAPHQL_ACCESS_KEY"),
-        (None, None) => {
-            if unauthorized_role.is_some_and(|role| !role.is_empty()) {
-                bail!(
-                    "--unauthorized-role (HASURA_GRAPHQL_UNAUTHORIZED_ROLE) requires \
-                     --admin-secret (HASURA_GRAPHQL_ADMIN_SECRET) or --access-key \
-                     (HASURA_GRAPHQL_ACCESS_KEY) to be set"
-                );
-            }
-            return Ok(AuthMode::Open);
-        }
+    jwt_secret: Option<String>,
+    jwt_secrets: Option<String>,
+    auth_hook: Option<String>,
+    auth_hook_mode: Option<String>,
+    auth_hook_send_request_body: bool,
+    auth_hook_timeout: Duration,
+}
+
+/// What Hasura's fatal startup messages say a setting needs.
+const REQUIRES_ADMIN_SECRET: &str = " requires --admin-secret (HASURA_GRAPHQL_ADMIN_SECRET) or \
+     --access-key (HASURA_GRAPHQL_ACCESS_KEY) to be set";
+
+/// The authentication mode: Hasura's startup rules, with their messages, and the settings that
+/// would open the server by accident refused.
+fn auth_mode(args: AuthArgs) -> anyhow::Result<AuthMode> {
+    let secrets = admin_secrets(args.admin_secret, args.access_key, args.admin_secrets)?;
+    let unauthorized_role = args.unauthorized_role.filter(|role| !role.is_empty());
+    let hook = args.auth_hook.filter(|hook| !hook.is_empty());
+    let jwt_secret = args.jwt_secret.filter(|value| !value.is_empty());
+    let jwt_secrets = args.jwt_secrets.filter(|value| !value.is_empty());
+    let jwt = jwt_secret.is_some() || jwt_secrets.is_some();
+    let post = match args.auth_hook_mode.as_deref() {
+        None | Some("GET") => false,
+        Some("POST") => true,
+        Some(other) => bail!(
+            "invalid --auth-hook-mode / HASURA_GRAPHQL_AUTH_HOOK_MODE {other:?}: \
+             expected GET or POST"
+        ),
     };
-    // An empty secret would make an empty header an admin credential; it is nearly always
-    // a variable that was meant to be filled in (`ADMIN_SECRET: ${SECRET}` with SECRET unset).
-    if secret.is_empty() {
-        bail!(
-            "{name} is set but empty: that would let anyone in with an empty secret header; \
-             set a secret, or unset the variable to serve without authentication"
-        );
+    // Hasura's `setupAuthMode`, case by case.
+    match (!secrets.is_empty(), &hook, jwt) {
+        (true, None, _) => {}
+        _ if unauthorized_role.is_some() => bail!(
+            "Fatal Error: --unauthorized-role (HASURA_GRAPHQL_UNAUTHORIZED_ROLE){REQUIRES_ADMIN_SECRET} \
+             and is not allowed when --auth-hook (HASURA_GRAPHQL_AUTH_HOOK) is set"
+        ),
+        (false, None, false) => return Ok(AuthMode::Open),
+        (true, Some(_), false) => {}
+        (false, Some(_), false) => {
+            bail!("Fatal Error : --auth-hook (HASURA_GRAPHQL_AUTH_HOOK){REQUIRES_ADMIN_SECRET}")
+        }
+        (false, None, true) => {
+            bail!("Fatal Error : --jwt-secret (HASURA_GRAPHQL_JWT_SECRET){REQUIRES_ADMIN_SECRET}")
+        }
+        (_, Some(_), true) => {
+            bail!("Fatal Error: Both webhook and JWT mode cannot be enabled at the same time")
+        }
     }
-    let unauthorized_role = unauthorized_role.filter(|role| !role.is_empty());
-    // `auth::ADMIN_ROLE`, named here without importing `auth`, which imports this module.
-    if unauthorized_role.as_deref() == Some("admin") {
+    if unauthorized_role.as_deref() == Some(ADMIN_ROLE) {
         bail!(
             "--unauthorized-role / HASURA_GRAPHQL_UNAUTHORIZED_ROLE must not be admin: every \
              caller without the admin secret would be admin"
         );
     }
+    if let Some(url) = hook {
+        let hook = AuthHook::new(
+            &url,
+            post,
+            args.auth_hook_send_request_body,
+            args.auth_hook_timeout,
+        )
+        .map_err(|err| anyhow::anyhow!("invalid --auth-hook / HASURA_GRAPHQL_AUTH_HOOK: {err}"))?;
+        return Ok(AuthMode::Hook {
+            secrets,
+            hook: Arc::new(hook),
+        });
+    }
+    if jwt {
+        let jwt = JwtAuth::parse(jwt_secret.as_deref(), jwt_secrets.as_deref())
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        return Ok(AuthMode::Jwt {
+            secrets,
+            jwt: Arc::new(jwt),
+            unauthorized_role,
+        });
+    }
     Ok(AuthMode::Secret {
-        secret: Secret::new(secret),
+        secrets,
         unauthorized_role,
     })
+}
+
+/// Every admin secret: the single one (or its legacy name) and the JSON list.
+fn admin_secrets(
+    admin_secret: Option<String>,
+    access_key: Option<String>,
+    list: Option<String>,
+) -> anyhow::Result<Vec<Secret>> {
+    let mut secrets = Vec::new();
+    let single = match (admin_secret, access_key) {
+        (Some(secret), _) => Some((secret, "--admin-secret / HASURA_GRAPHQL_ADMIN_SECRET")),
+        (None, Some(key)) => Some((key, "--access-key / HASURA_GRAPHQL_ACCESS_KEY")),
+        (None, None) => None,
+    };
+    if let Some((secret, name)) = single {
+        // An empty secret would make an empty header an admin credential; it is nearly always
+        // a variable that was meant to be filled in (`ADMIN_SECRET: ${SECRET}`, SECRET unset).
+        if secret.is_empty() {
+            bail!(
+                "{name} is set but empty: that would let anyone in with an empty secret \
+                 header; set a secret, or unset the variable to serve without authentication"
+            );
+        }
+        secrets.push(Secret::new(secret));
+    }
+    if let Some(list) = list {
+        let name = "--admin-secrets / HASURA_GRAPHQL_ADMIN_SECRETS";
+        // The error of serde_json would quote the text, secrets included: it is left out.
+        let Ok(list) = serde_json::from_str::<Vec<String>>(&list) else {
+            bail!("{name} must be a JSON list of strings, e.g. [\"secret-1\", \"secret-2\"]");
+        };
+        if list.is_empty() || list.iter().any(String::is_empty) {
+            bail!(
+                "{name} is set but empty or holds an empty secret: that would let anyone in \
+                 with an empty secret header; list the secrets, or unset the variable"
+            );
+        }
+        secrets.extend(list.into_iter().map(Secret::new));
+    }
+    Ok(secrets)
+}
+
+/// Environment variables about authentication or CORS that pgdump-api does not read: the
+/// first such name in `vars`, given the names `declared` as settings. A Hasura setting that is
+/// silently dropped could leave the server open, so it stops startup instead.
+pub(crate) fn unhonoured_auth_variable<'a>(
+    vars: impl IntoIterator<Item = &'a str>,
+    declared: &[&str],
+) -> Option<&'a str> {
+    const WORDS: [&str; 7] = [
+        "SECRET",
+        "JWT",
+        "AUTH",
+        "CORS",
+        "COOKIE",
+        "ROLE",
+        "ACCESS_KEY",
+    ];
+    vars.into_iter().find(|var| {
+        var.strip_prefix("HASURA_GRAPHQL_")
+            .is_some_and(|rest| WORDS.iter().any(|word| rest.contains(word)))
+            && !declared.contains(var)
+    })
+}
+
+impl ServeArgs {
+    /// The environment variables that `serve` reads.
+    pub(crate) fn variables() -> Vec<String> {
+        let command = ServeArgs::augment_args(clap::Command::new("serve"));
+        command
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -430,13 +610,15 @@ pub(crate) mod tests {
         assert_eq!(
             config.auth,
             AuthMode::Secret {
-                secret: Secret::new("old"),
+                secrets: vec![Secret::new("old")],
                 unauthorized_role: None
             }
         );
         let config =
             Config::from_args(serve(&["--access-key", "old", "--admin-secret", "new"])).unwrap();
-        assert!(matches!(config.auth, AuthMode::Secret { secret, .. } if secret.expose() == "new"));
+        assert!(
+            matches!(config.auth, AuthMode::Secret { secrets, .. } if secrets == [Secret::new("new")])
+        );
     }
 
     #[test]
@@ -462,7 +644,10 @@ pub(crate) mod tests {
         let err = Config::from_args(serve(&["--unauthorized-role", "anonymous"]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("requires --admin-secret"), "{err}");
+        assert!(
+            err.starts_with("Fatal Error: --unauthorized-role (HASURA_GRAPHQL_UNAUTHORIZED_ROLE) requires --admin-secret"),
+            "{err}"
+        );
         // An empty role is no role.
         assert_eq!(
             Config::from_args(serve(&["--unauthorized-role", ""]))
@@ -486,5 +671,137 @@ pub(crate) mod tests {
             !debug.contains("hunter2") && !debug.contains("pw@"),
             "{debug}"
         );
+    }
+
+    fn startup_error(args: &[&str]) -> String {
+        Config::from_args(serve(args)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn hasura_fatal_auth_combinations_stop_startup() {
+        let jwt = r#"{"type":"HS256","key":"an-hmac-key-of-32-characters-xx"}"#;
+        let cases: [(&[&str], &str); 6] = [
+            (
+                &["--jwt-secret", jwt],
+                "Fatal Error : --jwt-secret (HASURA_GRAPHQL_JWT_SECRET) requires --admin-secret",
+            ),
+            (
+                &["--jwt-secrets", "[]"],
+                "Fatal Error : --jwt-secret (HASURA_GRAPHQL_JWT_SECRET) requires --admin-secret",
+            ),
+            (
+                &["--auth-hook", "http://127.0.0.1:1/hook"],
+                "Fatal Error : --auth-hook (HASURA_GRAPHQL_AUTH_HOOK) requires --admin-secret",
+            ),
+            (
+                &[
+                    "--admin-secret",
+                    "s",
+                    "--auth-hook",
+                    "http://h/",
+                    "--jwt-secret",
+                    jwt,
+                ],
+                "Fatal Error: Both webhook and JWT mode cannot be enabled at the same time",
+            ),
+            (
+                &["--auth-hook", "http://h/", "--jwt-secret", jwt],
+                "Fatal Error: Both webhook and JWT mode cannot be enabled at the same time",
+            ),
+            (
+                &[
+                    "--admin-secret",
+                    "s",
+                    "--auth-hook",
+                    "http://h/",
+                    "--unauthorized-role",
+                    "anon",
+                ],
+                "is not allowed when --auth-hook (HASURA_GRAPHQL_AUTH_HOOK) is set",
+            ),
+        ];
+        for (args, expected) in cases {
+            let err = startup_error(args);
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn admin_secrets_list_adds_to_the_secret() {
+        let config = Config::from_args(serve(&[
+            "--admin-secret",
+            "a",
+            "--admin-secrets",
+            r#"["b", "c"]"#,
+        ]))
+        .unwrap();
+        let AuthMode::Secret { secrets, .. } = config.auth else {
+            panic!("open");
+        };
+        assert_eq!(secrets, ["a", "b", "c"].map(Secret::new));
+        let config = Config::from_args(serve(&["--admin-secrets", r#"["b"]"#])).unwrap();
+        assert!(matches!(config.auth, AuthMode::Secret { .. }));
+    }
+
+    #[test]
+    fn bad_admin_secrets_list_stops_startup_without_showing_it() {
+        for (list, expected) in [
+            ("[]", "is set but empty"),
+            (r#"["ok", ""]"#, "holds an empty secret"),
+            ("", "must be a JSON list"),
+            ("hunter2", "must be a JSON list"),
+            (r#"{"a":"hunter2"}"#, "must be a JSON list"),
+        ] {
+            let err = startup_error(&["--admin-secrets", list]);
+            assert!(err.contains(expected), "{list}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
+    fn unhonoured_auth_variables_are_found() {
+        let declared = [
+            "HASURA_GRAPHQL_ADMIN_SECRET",
+            "HASURA_GRAPHQL_METRICS_SECRET",
+        ];
+        let found =
+            |vars: &[&'static str]| unhonoured_auth_variable(vars.iter().copied(), &declared);
+        assert_eq!(found(&["PATH", "HASURA_GRAPHQL_ADMIN_SECRET"]), None);
+        assert_eq!(found(&["HASURA_GRAPHQL_SERVER_PORT", "JWT_SECRET"]), None);
+        for var in [
+            "HASURA_GRAPHQL_JWT_SECRET_X",
+            "HASURA_GRAPHQL_AUTH_HOOK_TIMEOUT",
+            "HASURA_GRAPHQL_CORS_ALLOW",
+            "HASURA_GRAPHQL_DEFAULT_ROLE",
+            "HASURA_GRAPHQL_ADMIN_SECRETS_FILE",
+        ] {
+            assert_eq!(found(&["HASURA_GRAPHQL_ADMIN_SECRET", var]), Some(var));
+        }
+        // Every auth and CORS variable of Hasura's own is declared.
+        let declared = ServeArgs::variables();
+        let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
+        let hasura = [
+            "HASURA_GRAPHQL_ADMIN_SECRET",
+            "HASURA_GRAPHQL_ADMIN_SECRETS",
+            "HASURA_GRAPHQL_ACCESS_KEY",
+            "HASURA_GRAPHQL_UNAUTHORIZED_ROLE",
+            "HASURA_GRAPHQL_JWT_SECRET",
+            "HASURA_GRAPHQL_JWT_SECRETS",
+            "HASURA_GRAPHQL_AUTH_HOOK",
+            "HASURA_GRAPHQL_AUTH_HOOK_MODE",
+            "HASURA_GRAPHQL_AUTH_HOOK_SEND_REQUEST_BODY",
+            "HASURA_GRAPHQL_CORS_DOMAIN",
+            "HASURA_GRAPHQL_DISABLE_CORS",
+            "HASURA_GRAPHQL_WS_READ_COOKIE",
+        ];
+        assert_eq!(unhonoured_auth_variable(hasura, &declared), None);
+    }
+
+    #[test]
+    fn invalid_cors_domain_and_hook_mode_stop_startup() {
+        let err = startup_error(&["--cors-domain", "localhost:3000"]);
+        assert!(err.contains("invalid domain: 'localhost:3000'"), "{err}");
+        let err = startup_error(&["--auth-hook-mode", "PUT"]);
+        assert!(err.contains("expected GET or POST"), "{err}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A request travels through these modules in order:
 //! - [`http`]: routes, request ids, the request log and the one error type;
-//! - [`auth`]: the admin secret and the caller's role;
+//! - [`auth`]: the caller's role (admin secrets, JWT, auth webhook) and CORS;
 //! - [`sources`] and [`conninfo`]: which database, and its connection string with the
 //!   password held apart from pg_dump's command line; [`metadata`] follows the sources of
 //!   Hasura's own metadata database;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use tokio::net::TcpListener;
 
-use crate::config::{AuthMode, Config, ServeArgs};
+use crate::auth::AuthMode;
+use crate::config::{unhonoured_auth_variable, Config, ServeArgs};
 use crate::http::{self, AppState};
 use crate::metadata::{self, Env};
 use crate::pg_dump::Toolbox;
@@ -15,6 +16,17 @@ use crate::sources::{Entry, LiveSources, Sources, ALLOWED_PATH_PREFIX};
 
 /// `pgdump-api serve`: configuration, logging, then the server until it shuts down.
 pub fn main(args: ServeArgs) -> ExitCode {
+    let vars: Vec<String> = std::env::vars_os()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect();
+    let declared = ServeArgs::variables();
+    let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
+    if let Some(name) = unhonoured_auth_variable(vars.iter().map(String::as_str), &declared) {
+        return fail(&anyhow::anyhow!(
+            "{name} is set, but pgdump-api does not support it: refusing to start rather than \
+             ignore an authentication or CORS setting; unset it"
+        ));
+    }
     let config = match Config::from_args(args) {
         Ok(config) => config,
         Err(err) => return fail(&err),
@@ -38,6 +50,11 @@ fn fail(err: &anyhow::Error) -> ExitCode {
 
 /// Runs the server until a shutdown signal.
 async fn serve(config: Config) -> anyhow::Result<()> {
+    config
+        .auth
+        .prepare()
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
     let toolbox = Toolbox::discover(&config.pg_dump_paths)?;
     for binary in toolbox.binaries() {
         tracing::info!(target: "startup", path = %binary.path.display(), version = %binary.version, "found pg_dump");

@@ -42,7 +42,7 @@ pub(super) async fn pg_dump(
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
     // never gets the server to read its body. Hyper skips a body that has already arrived
     // (keeping the connection) and closes the connection after the answer otherwise.
-    let role = match auth::authenticate(&state.config.auth, &headers) {
+    let role = match auth::authenticate(&state.config.auth, &headers).await {
         Ok(role) => role,
         Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
     };

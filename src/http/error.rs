@@ -31,6 +31,13 @@ pub(crate) enum ApiError {
     InvalidSecret,
     #[error("\"x-hasura-admin-secret\"/\"x-hasura-access-key\" required, but not found")]
     SecretRequired,
+    /// A JWT or the auth webhook refused the caller.
+    #[error("{message}")]
+    AuthRefused {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     InvalidJson(String),
     #[error("{message}")]
@@ -94,6 +101,7 @@ impl ApiError {
             ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::SourceUnusable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
+            ApiError::AuthRefused { status, .. } => *status,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
             | ApiError::ParseFailed { .. }
@@ -122,6 +130,7 @@ impl ApiError {
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
             }
+            ApiError::AuthRefused { code, .. } => code,
             ApiError::InvalidJson(_) => "invalid-json",
             ApiError::NotSupported { .. } => "not-supported",
             ApiError::Catalog(CatalogError::Timeout(_)) => "timeout",
@@ -208,6 +217,15 @@ impl From<AuthError> for ApiError {
         match err {
             AuthError::InvalidSecret => ApiError::InvalidSecret,
             AuthError::SecretRequired => ApiError::SecretRequired,
+            AuthError::Refused {
+                status,
+                code,
+                message,
+            } => ApiError::AuthRefused {
+                status,
+                code,
+                message,
+            },
         }
     }
 }

@@ -63,10 +63,15 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
     if state.config.enabled_apis.contains(Api::Metrics) {
         router = router.route("/v1/metrics", only(get(metrics), "GET"));
     }
+    let cors = Arc::new(state.config.cors.clone());
     router
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn_with_state(
+            cors,
+            auth::cors::layer,
+        ))
         .layer(axum::middleware::from_fn(observe::observe))
 }
 
@@ -114,7 +119,7 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         _ => false,
     };
     if !by_secret {
-        match auth::authenticate(&state.config.auth, &headers) {
+        match auth::authenticate(&state.config.auth, &headers).await {
             Ok(role) if role == ADMIN_ROLE => {}
             Ok(_) => return ApiError::NotAdmin.into_response(),
             Err(err) => return ApiError::from(err).into_response(),

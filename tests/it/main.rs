@@ -1,5 +1,6 @@
 //! Integration tests: the real `pgdump-api` binary against a real PostgreSQL.
 
+mod auth;
 mod clean;
 mod clean_security;
 mod client;
