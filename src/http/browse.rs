@@ -14,9 +14,8 @@ use serde_json::Value;
 
 use super::dump::read_body;
 use super::error::ApiError;
-use super::json_response;
 use super::state::AppState;
-use crate::auth::{self, ADMIN_ROLE};
+use super::{json_response, require_admin};
 use crate::catalog;
 use crate::sources::{self, Entry, Source};
 
@@ -38,7 +37,7 @@ struct SourceInfo {
 
 /// `GET /v1alpha1/pg_dump/sources`.
 pub(super) async fn sources(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(err) = require_admin(&state, &headers) {
+    if let Err(err) = require_admin(&state, &headers).await {
         return err.to_response(state.config.dev_mode);
     }
     let snapshot = state.sources.snapshot();
@@ -103,7 +102,7 @@ pub(super) async fn catalog(
     body: Body,
 ) -> Response {
     let answer = async {
-        require_admin(&state, &headers)?;
+        require_admin(&state, &headers).await?;
         let body = read_body(&headers, body, state.config.request_header_timeout).await?;
         let name = source_name(&body)?;
         let source =
@@ -136,13 +135,5 @@ fn source_name(body: &[u8]) -> Result<String, ApiError> {
         }
         Some(Value::String(name)) => Ok(name.clone()),
         Some(_) => Err(parse_failed("$.source", "expected a string")),
-    }
-}
-
-/// Only admins may look.
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match auth::authenticate(&state.config.auth, headers)? {
-        role if role == ADMIN_ROLE => Ok(()),
-        _ => Err(ApiError::NotAdmin),
     }
 }

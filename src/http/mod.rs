@@ -109,6 +109,15 @@ fn json_response(body: String) -> Response {
         .into_response()
 }
 
+/// For the admin-only endpoints other than the dump (which reads its body before it says
+/// `access-denied`, as Hasura does): the caller must authenticate as admin.
+async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    match auth::authenticate(&state.config.auth, headers).await? {
+        role if role == ADMIN_ROLE => Ok(()),
+        _ => Err(ApiError::NotAdmin),
+    }
+}
+
 /// Prometheus metrics, for admins or holders of the metrics secret.
 async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let bearer = headers
@@ -119,10 +128,8 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         _ => false,
     };
     if !by_secret {
-        match auth::authenticate(&state.config.auth, &headers).await {
-            Ok(role) if role == ADMIN_ROLE => {}
-            Ok(_) => return ApiError::NotAdmin.into_response(),
-            Err(err) => return ApiError::from(err).into_response(),
+        if let Err(err) = require_admin(&state, &headers).await {
+            return err.into_response();
         }
     }
     let sources = state.sources.snapshot();
