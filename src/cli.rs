@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve POST /v1alpha1/pg_dump.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Dump a database through a server's PG Dump API, to a file (atomically) or stdout.
     Dump(DumpArgs),
     /// Create Hasura migrations from a server's schema.

@@ -8,7 +8,7 @@ use pgdump_api::{client, serve};
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve(args) => serve::main(args),
+        Command::Serve(args) => serve::main(*args),
         Command::Dump(args) => client::error::report(client::dump(args)),
         Command::Migrate(args) => client::error::report(client::migrate(args)),
         Command::Seed(args) => client::error::report(client::seed(args)),
