@@ -3,6 +3,7 @@
 mod clean;
 mod clean_security;
 mod client;
+mod client_project;
 mod connections;
 mod dump;
 mod errors;
