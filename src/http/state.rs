@@ -1,10 +1,10 @@
 //! [`AppState`]: what every request may read — the configuration as given, and what the
 //! server built from it (sources, the pg_dump runner, limits, metrics).
 
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::pg_dump::{Dumper, Toolbox};
+use crate::pg_dump::{Dumper, RestrictKeys, Toolbox};
 use crate::sources::Sources;
 
 use super::conns;
@@ -36,10 +36,15 @@ impl AppState {
             config.limits.max_concurrent,
             config.limits.max_queue,
         );
+        // Dumps are byte-stable per deployment: the restrict key comes from the admin secret.
+        let secret = match &config.auth {
+            AuthMode::Secret { secret, .. } => Some(secret),
+            AuthMode::Open => None,
+        };
         AppState {
             metrics: Metrics::new(&pg_dump),
             sources,
-            dumper: Dumper::new(pg_dump, config.limits.timeout),
+            dumper: Dumper::new(pg_dump, config.limits.timeout, RestrictKeys::new(secret)),
             limits,
             max_connections,
             config,

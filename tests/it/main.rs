@@ -8,6 +8,7 @@ mod connections;
 mod dump;
 mod errors;
 mod matrix;
+mod parity;
 mod probe;
 mod process;
 mod reliability;
