@@ -3,7 +3,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use super::error::ApiError;
 use super::request::DumpRequest;
 use super::state::AppState;
 use crate::auth::{self, ADMIN_ROLE};
+use crate::config::AuthMode;
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
 use crate::pg_dump::{DumpError, Hold, Output, Started, Stop, Version};
@@ -47,15 +49,24 @@ pub(super) async fn pg_dump(
         Ok(role) => role,
         Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
     };
+    let caller = Caller {
+        role,
+        auth: auth_method(&state.config.auth, &headers),
+        request_id: headers
+            .get("x-request-id")
+            .map(|id| String::from_utf8_lossy(id.as_bytes()).into_owned())
+            .unwrap_or_default(),
+    };
     let body = match read_body(&headers, body, state.config.request_header_timeout).await {
         Ok(body) => body,
         Err(err) => return err.to_response(state.config.dev_mode),
     };
     let config = &state.config;
-    let expose_internal = config.dev_mode || (role == ADMIN_ROLE && config.admin_internal_errors);
+    let expose_internal =
+        config.dev_mode || (caller.role == ADMIN_ROLE && config.admin_internal_errors);
     match dump(
         &state,
-        &role,
+        &caller,
         &body,
         http_version,
         cut.map(|Extension(cut)| cut),
@@ -110,15 +121,65 @@ async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result
         .map_err(|_| ApiError::BodyTimeout(timeout))?
 }
 
+/// Who called, as the dump's log line records it.
+struct Caller {
+    role: String,
+    /// How the caller was authenticated (a small, fixed word).
+    auth: &'static str,
+    request_id: String,
+}
+
+/// How `authenticate` let the caller in: without a configured secret, with the secret
+/// header, or as the unauthorized role.
+fn auth_method(mode: &AuthMode, headers: &HeaderMap) -> &'static str {
+    let sent = headers.contains_key("x-hasura-admin-secret")
+        || headers.contains_key("x-hasura-access-key");
+    match mode {
+        AuthMode::Open => "no-secret-configured",
+        AuthMode::Secret { .. } if sent => "admin-secret",
+        AuthMode::Secret { .. } => "unauthorized-role",
+    }
+}
+
+/// What a dump's http-log line records beyond Hasura's fields: an audit record. The
+/// handler fills in what it knows before the output starts; the output stream adds its
+/// uncompressed size and how it ended.
+#[derive(Debug, Clone)]
+pub(crate) struct DumpAudit {
+    pub source: String,
+    /// The options as pg_dump runs them (canonical form; a derived restrict key is not here).
+    pub opts: Vec<String>,
+    pub clean_output: bool,
+    pub role: String,
+    pub auth: &'static str,
+    pub pg_dump: String,
+    pub progress: Arc<AuditProgress>,
+}
+
+/// The part of the audit record that the output stream writes.
+#[derive(Debug, Default)]
+pub(crate) struct AuditProgress {
+    pub uncompressed: AtomicU64,
+    /// `complete`, or why not (the metrics' failure label), once known.
+    pub outcome: Mutex<Option<&'static str>>,
+}
+
 /// Steps 4–8 for an authenticated caller; `cut` ends the connection.
 async fn dump(
     state: &Arc<AppState>,
-    role: &str,
+    caller: &Caller,
     body: &[u8],
     http_version: http::Version,
     cut: Option<Cut>,
 ) -> Result<Response, ApiError> {
     let request = DumpRequest::parse(body)?;
+    if !request.unknown.is_empty() {
+        // Hasura ignores them too; a misspelt `clean_output` is worth saying, though.
+        tracing::warn!(target: "http-log", request_id = %caller.request_id,
+            unknown_keys = %request.unknown.join(", "),
+            "the request body has keys the server does not know; they are ignored");
+    }
+    let role = caller.role.as_str();
     if role != ADMIN_ROLE {
         return Err(ApiError::NotAdmin);
     }
@@ -165,6 +226,16 @@ async fn dump(
     if let (Some(limit), Some(cut)) = (state.dumper.time_limit(), &cut) {
         cut_at_time_limit(&output, limit, cut.clone());
     }
+    let audit = DumpAudit {
+        source: source.name.clone(),
+        opts: options.args.clone(),
+        clean_output: request.clean_output,
+        role: caller.role.clone(),
+        auth: caller.auth,
+        pg_dump: pg_dump.to_string(),
+        progress: Arc::default(),
+    };
+    attempt.progress = Some(Arc::clone(&audit.progress));
     let output = Tracked {
         inner: output,
         attempt,
@@ -174,7 +245,9 @@ async fn dump(
         Format::Plain if !options.compressed => "application/sql; charset=utf-8",
         _ => "application/octet-stream",
     };
-    Ok(streamed(content_type, pg_dump, output, http_version))
+    let mut response = streamed(content_type, pg_dump, output, http_version);
+    response.extensions_mut().insert(audit);
+    Ok(response)
 }
 
 /// The 200 whose body is the dump's output, written by pg_dump `pg_dump`.
@@ -220,6 +293,8 @@ struct Attempt {
     bytes: u64,
     /// `None` until the dump ended; still `None` when dropped means the client left.
     outcome: Option<Result<(), Failure>>,
+    /// The audit record's part, once the output started.
+    progress: Option<Arc<AuditProgress>>,
 }
 
 impl Attempt {
@@ -231,6 +306,7 @@ impl Attempt {
             started: Instant::now(),
             bytes: 0,
             outcome: None,
+            progress: None,
         }
     }
 
@@ -246,6 +322,14 @@ impl Drop for Attempt {
         metrics.streamed(&self.source, self.bytes);
         let outcome = self.outcome.unwrap_or(Err(Failure::ClientGone));
         metrics.finished(&self.source, outcome, self.started.elapsed());
+        if let Some(progress) = &self.progress {
+            progress.uncompressed.store(self.bytes, Ordering::Relaxed);
+            let label = outcome.map_or_else(Failure::label, |()| "complete");
+            *progress
+                .outcome
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(label);
+        }
     }
 }
 

@@ -41,6 +41,8 @@ pub(crate) use state::AppState;
 pub(crate) fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/healthz", only(get(healthz), "GET"))
+        // Hasura serves its health check under both paths.
+        .route("/hasura/healthz", only(get(healthz), "GET"))
         .route("/v1/version", only(get(version), "GET"));
     if state.config.enabled_apis.contains(Api::Pgdump) {
         router = router.route("/v1alpha1/pg_dump", only(post(dump::pg_dump), "POST"));

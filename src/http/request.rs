@@ -17,6 +17,9 @@ pub(crate) struct DumpRequest {
     pub opts: Vec<String>,
     pub clean_output: bool,
     pub source: String,
+    /// Keys the server does not know (`clean_ouput`): ignored, as Hasura ignores them, but
+    /// worth a warning.
+    pub unknown: Vec<String>,
 }
 
 impl DumpRequest {
@@ -61,6 +64,7 @@ impl DumpRequest {
             opts,
             clean_output,
             source,
+            unknown: fields.unknown,
         })
     }
 }
@@ -90,7 +94,7 @@ fn kind(value: &Value) -> &'static str {
 /// The body's top-level value: an object's known fields (first occurrence kept), or the kind
 /// of whatever else it was. Syntax errors stay serde_json errors.
 enum TopLevel {
-    Object(Fields),
+    Object(Box<Fields>),
     Other(&'static str),
 }
 
@@ -99,6 +103,7 @@ struct Fields {
     opts: Option<Value>,
     clean_output: Option<Value>,
     source: Option<Value>,
+    unknown: Vec<String>,
 }
 
 impl<'de> Deserialize<'de> for TopLevel {
@@ -108,6 +113,9 @@ impl<'de> Deserialize<'de> for TopLevel {
 }
 
 struct TopLevelVisitor;
+
+/// How many unknown keys are kept for the warning.
+const MAX_UNKNOWN: usize = 8;
 
 impl<'de> Visitor<'de> for TopLevelVisitor {
     type Value = TopLevel;
@@ -125,6 +133,9 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
                 "source" => &mut fields.source,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
+                    if fields.unknown.len() < MAX_UNKNOWN && !fields.unknown.contains(&key) {
+                        fields.unknown.push(key);
+                    }
                     continue;
                 }
             };
@@ -134,7 +145,7 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
                 *slot = Some(map.next_value()?);
             }
         }
-        Ok(TopLevel::Object(fields))
+        Ok(TopLevel::Object(Box::new(fields)))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
@@ -192,7 +203,8 @@ mod tests {
             Ok(DumpRequest {
                 opts: vec!["-O".into(), "-x".into()],
                 clean_output: true,
-                source: "db2".into()
+                source: "db2".into(),
+                unknown: vec!["extra".into()],
             })
         );
         assert_eq!(
@@ -200,7 +212,8 @@ mod tests {
             Ok(DumpRequest {
                 opts: vec![],
                 clean_output: false,
-                source: "default".into()
+                source: "default".into(),
+                unknown: vec![],
             })
         );
     }

@@ -84,7 +84,7 @@ pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
     let messages = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), query)
         .await
         .map_err(|_| "timed out asking the server for its version".to_owned())?
-        .map_err(|err| format!("could not ask the server for its version: {err}"))?;
+        .map_err(|err| format!("could not ask the server for its version: {}", cause(&err)))?;
     let num = messages
         .iter()
         .find_map(|message| match message {
@@ -93,6 +93,15 @@ pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
         })
         .ok_or("the server did not report server_version_num")?;
     Ok(from_version_num(num))
+}
+
+/// Why the probe failed, in PostgreSQL's words when the server said it (`FATAL: password
+/// authentication failed for user "x"`), not tokio-postgres's bare "db error".
+fn cause(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => err.to_string(),
+    }
 }
 
 /// `170002` → 17.2; `90624` → 9.6.
