@@ -42,10 +42,12 @@ impl RestrictKeys {
     }
 }
 
-/// Whether this pg_dump has `--restrict-key`: 14.19, 15.14, 16.10, 17.6 and 18 on.
+/// Whether this pg_dump has `--restrict-key`: the releases of August 2025 on (13.22, 14.19,
+/// 15.14, 16.10, 17.6) and 18.
 pub(crate) fn takes_restrict_key(pg_dump: Version) -> bool {
     let first_minor = match pg_dump.major {
-        0..=13 => return false,
+        0..=12 => return false,
+        13 => 22,
         14 => 19,
         15 => 14,
         16 => 10,
@@ -66,7 +68,9 @@ mod tests {
     #[test]
     fn restrict_key_versions() {
         for (version, takes) in [
-            (v(13, 99), false),
+            (v(12, 99), false),
+            (v(13, 21), false),
+            (v(13, 22), true),
             (v(14, 18), false),
             (v(14, 19), true),
             (v(15, 13), false),

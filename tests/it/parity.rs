@@ -221,3 +221,51 @@ async fn a_failed_probe_logs_postgresqls_words() {
         "{logs}"
     );
 }
+
+/// Body errors in the words of Hasura's parser, with Hasura's codes and paths.
+#[tokio::test]
+async fn body_errors_in_hasuras_words() {
+    let db = TestDb::with("").await;
+    let server = Server::builder(&db.url).start();
+    for (body, code, path, error) in [
+        ("", "invalid-json", "$", "Error in $: not enough input"),
+        (
+            "}{ x = 2",
+            "invalid-json",
+            "$",
+            "Error in $: Failed reading: not a valid json value at '}{x=2'",
+        ),
+        (
+            r#"{"opts":[]} x"#,
+            "invalid-json",
+            "$",
+            "Error in $: endOfInput",
+        ),
+        (
+            "[]",
+            "parse-failed",
+            "$",
+            "parsing Object failed, expected Object, but encountered Array",
+        ),
+        (
+            r#"{"opts":"-s"}"#,
+            "parse-failed",
+            "$.opts",
+            "parsing [] failed, expected Array, but encountered String",
+        ),
+        (
+            r#"{"opts":[1]}"#,
+            "parse-failed",
+            "$.opts[0]",
+            "parsing String failed, expected String, but encountered Number",
+        ),
+    ] {
+        let reply = post_dump(&server, body, &[]).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text());
+        assert_eq!(
+            reply.json(),
+            json!({"error": error, "path": path, "code": code}),
+            "{body}"
+        );
+    }
+}
