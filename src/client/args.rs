@@ -39,10 +39,11 @@ pub(crate) struct ConnectArgs {
     #[arg(long, env = "HASURA_GRAPHQL_ENDPOINT", value_parser = parse_endpoint)]
     pub(crate) endpoint: Option<Url>,
 
-    /// Admin secret, sent as `x-hasura-admin-secret` [default: config.yaml's `admin_secret`,
-    /// else the first of its `admin_secrets`].
-    #[arg(long, env = "HASURA_GRAPHQL_ADMIN_SECRET", hide_env_values = true,
-          value_parser = parse_secret)]
+    /// Admin secret, sent as `x-hasura-admin-secret` [default, as the Hasura CLI picks it:
+    /// the first of HASURA_GRAPHQL_ADMIN_SECRETS / `admin_secrets`, else
+    /// HASURA_GRAPHQL_ADMIN_SECRET / `admin_secret`, else `access_key`; from the environment,
+    /// then .env, then config.yaml].
+    #[arg(long, value_parser = parse_secret)]
     pub(crate) admin_secret: Option<Secret>,
 
     /// CA certificate file (PEM) to trust for an https:// endpoint, besides the system's

@@ -26,8 +26,9 @@ struct ConfigFile {
     version: Option<serde_norway::Value>,
     endpoint: Option<String>,
     admin_secret: Option<String>,
-    #[serde(default)]
-    admin_secrets: Vec<String>,
+    /// A JSON list in a string (`'["s1","s2"]'`), as the Hasura CLI reads it; a YAML list
+    /// is taken too.
+    admin_secrets: Option<serde_norway::Value>,
     access_key: Option<String>,
     #[serde(default)]
     api_paths: ApiPaths,
@@ -56,9 +57,8 @@ pub(super) enum Layout {
 pub(super) struct Settings {
     /// The PG Dump API's URL: the endpoint with `api_paths.pg_dump` after its path.
     pub url: Url,
+    /// Sent as `x-hasura-admin-secret`.
     pub admin_secret: Option<Secret>,
-    /// `access_key` (deprecated in Hasura), sent as `x-hasura-access-key` without a secret.
-    pub access_key: Option<Secret>,
     pub certificate_authority: Option<PathBuf>,
     pub insecure_skip_tls_verify: bool,
     pub layout: Layout,
@@ -83,16 +83,19 @@ impl Settings {
                     .with_context(|| format!("could not read {}", config_path.display()))
             }
         };
-        let dotenv = match &args.envfile {
-            Some(file) => {
-                let path = dir.join(file);
-                let text = std::fs::read_to_string(&path)
-                    .with_context(|| format!("could not read {}", path.display()))?;
-                parse_dotenv(&text)
+        // As the Hasura CLI: a missing `.env` is no error, a missing named file is.
+        let envfile = args.envfile.as_deref().unwrap_or(Path::new(".env"));
+        let path = dir.join(envfile);
+        let dotenv = match std::fs::read_to_string(&path) {
+            Ok(text) => parse_dotenv(&text),
+            Err(err)
+                if err.kind() == std::io::ErrorKind::NotFound && envfile == Path::new(".env") =>
+            {
+                HashMap::new()
             }
-            None => std::fs::read_to_string(dir.join(".env"))
-                .map(|text| parse_dotenv(&text))
-                .unwrap_or_default(),
+            Err(err) => {
+                return Err(err).with_context(|| format!("could not read {}", path.display()))
+            }
         };
         let lookup = Lookup {
             dotenv: &dotenv,
@@ -122,25 +125,8 @@ impl Settings {
             .map_or_else(|| DEFAULT_PG_DUMP_PATH.to_owned(), |(value, _)| value);
         let admin_secret = match &args.admin_secret {
             Some(secret) => Some(secret.clone()),
-            None => lookup
-                .get(
-                    "HASURA_GRAPHQL_ADMIN_SECRET",
-                    |c| {
-                        c.admin_secret
-                            .clone()
-                            .or_else(|| c.admin_secrets.first().cloned())
-                    },
-                    "admin_secret",
-                )
-                .map(|(value, _)| Secret::new(value)),
+            None => admin_secret(&lookup)?,
         };
-        let access_key = lookup
-            .get(
-                "HASURA_GRAPHQL_ACCESS_KEY",
-                |c| c.access_key.clone(),
-                "access_key",
-            )
-            .map(|(value, _)| Secret::new(value));
         let certificate_authority = match &args.certificate_authority {
             Some(path) => Some(path.clone()),
             None => lookup
@@ -173,7 +159,6 @@ impl Settings {
         Ok(Settings {
             url: api_url(&endpoint, &pg_dump_path),
             admin_secret,
-            access_key,
             certificate_authority,
             insecure_skip_tls_verify,
             layout,
@@ -231,6 +216,42 @@ impl Lookup<'_> {
         let value = field(self.config?).filter(nonempty)?;
         Some((value, format!("config.yaml's {config_key}")))
     }
+}
+
+/// The admin secret as the Hasura CLI picks it when no flag gives one: the first of
+/// `admin_secrets` (`HASURA_GRAPHQL_ADMIN_SECRETS`, a JSON list), else `admin_secret`, else
+/// the deprecated `access_key`; each from the environment, `.env` or `config.yaml`.
+fn admin_secret(lookup: &Lookup<'_>) -> anyhow::Result<Option<Secret>> {
+    let list = lookup.get(
+        "HASURA_GRAPHQL_ADMIN_SECRETS",
+        |c| match c.admin_secrets.as_ref()? {
+            serde_norway::Value::String(text) => Some(text.clone()),
+            other => serde_json::to_string(other).ok(),
+        },
+        "admin_secrets",
+    );
+    if let Some((list, from)) = list {
+        let secrets: Vec<String> = serde_json::from_str(&list).map_err(|_| {
+            anyhow::anyhow!("invalid {from}: expected a list like [\"secret1\", \"secret2\"]")
+        })?;
+        if let Some(first) = secrets.into_iter().next() {
+            return Ok(Some(Secret::new(first)));
+        }
+    }
+    let secret = lookup
+        .get(
+            "HASURA_GRAPHQL_ADMIN_SECRET",
+            |c| c.admin_secret.clone(),
+            "admin_secret",
+        )
+        .or_else(|| {
+            lookup.get(
+                "HASURA_GRAPHQL_ACCESS_KEY",
+                |c| c.access_key.clone(),
+                "access_key",
+            )
+        });
+    Ok(secret.map(|(value, _)| Secret::new(value)))
 }
 
 /// The project's layout from `version`: 3 is v3, 2 is v2; config v1 (no version) is refused,

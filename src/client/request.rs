@@ -42,16 +42,11 @@ impl Endpoint {
     /// and the TLS settings.
     pub(super) fn new(settings: &Settings, args: &ConnectArgs) -> anyhow::Result<Endpoint> {
         let mut headers = HeaderMap::new();
-        let secret = match (&settings.admin_secret, &settings.access_key) {
-            (Some(secret), _) => Some(("x-hasura-admin-secret", secret)),
-            (None, Some(key)) => Some(("x-hasura-access-key", key)),
-            (None, None) => None,
-        };
-        if let Some((name, secret)) = secret {
+        if let Some(secret) = &settings.admin_secret {
             let mut value = HeaderValue::from_str(secret.expose())
                 .context("the admin secret is not a valid HTTP header value")?;
             value.set_sensitive(true);
-            headers.insert(name, value);
+            headers.insert("x-hasura-admin-secret", value);
         }
         for (name, value) in &args.headers {
             headers.insert(name.clone(), value.clone());

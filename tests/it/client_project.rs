@@ -439,3 +439,32 @@ async fn https_endpoint_signed_by_a_private_ca() {
         "{stderr}"
     );
 }
+
+/// As the Hasura CLI: the first of `admin_secrets` (a JSON list, also from
+/// HASURA_GRAPHQL_ADMIN_SECRETS) before `admin_secret`, whatever level each comes from.
+#[tokio::test]
+async fn admin_secrets_first_entry_is_sent() {
+    let db = TestDb::with(SCHEMA).await;
+    let server = Server::builder(&db.url).secret(SECRET).start();
+    let config = format!(
+        "version: 3\nendpoint: http://{}\nadmin_secret: wrong\nadmin_secrets: '[\"{SECRET}\", \"other\"]'\n",
+        server.addr
+    );
+    let dir = project(&[("config.yaml", &config)]);
+    let dump = ["dump", "-q", "--", "--schema-only"];
+    let env = [("HASURA_GRAPHQL_ADMIN_SECRET", "wrong-too")];
+    expect(&run_in(dir.path(), &dump, &env), 0);
+    // The environment's list beats config.yaml's.
+    let env = [("HASURA_GRAPHQL_ADMIN_SECRETS", r#"["nope"]"#)];
+    expect(&run_in(dir.path(), &dump, &env), 3);
+    // A list that is not one is a clear error before any request.
+    let env = [("HASURA_GRAPHQL_ADMIN_SECRETS", "nope")];
+    let output = run_in(dir.path(), &dump, &env);
+    expect(&output, 1);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("HASURA_GRAPHQL_ADMIN_SECRETS (environment)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET), "{stderr}");
+}
