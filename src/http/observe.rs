@@ -148,17 +148,31 @@ impl Drop for Entry {
             "http_version": self.http_version,
             "content_encoding": self.content_encoding,
         });
-        let operation = json!({
+        // Hasura leaves out what it does not know (`request_read_time`, `error` on success).
+        let mut operation = json!({
             "request_id": self.request_id,
             "response_size": self.bytes,
             "uncompressed_response_size": self.audit.as_ref()
                 .map_or(self.bytes, |audit| audit.progress.uncompressed.load(Ordering::Relaxed)),
-            "request_read_time": Value::Null,
             "query_execution_time": duration_ms / 1000.0,
-            "error": code.map(|code| json!({
-                "code": code, "error": error, "path": "$",
-            })).or_else(|| error.map(|error| json!({"error": error}))),
+            "request_mode": if self.error.is_some() { "error" } else { "non-graphql" },
         });
+        if let Some(audit) = &self.audit {
+            operation["user_vars"] = json!({ "x-hasura-role": audit.role });
+        }
+        match (&self.error, error) {
+            // The error body, as Hasura logs its QErr.
+            (Some(err), _) => {
+                let mut qerr = json!({ "path": err.path, "error": err.message, "code": err.code });
+                if let Some(internal) = &err.internal {
+                    qerr["internal"] = internal.as_str().into();
+                }
+                operation["error"] = qerr;
+            }
+            // A response that did not end: no body says why, the log does.
+            (None, Some(error)) => operation["error"] = json!({ "error": error }),
+            (None, None) => {}
+        }
         // Ours, under a name Hasura does not use: a dump's audit record.
         let dump = self.audit.as_ref().map(|audit| {
             let outcome = match *audit

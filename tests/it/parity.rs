@@ -107,7 +107,10 @@ async fn http_log_has_hasuras_shape_and_a_dump_audit_record() {
     assert_eq!(operation["response_size"], size);
     assert_eq!(operation["uncompressed_response_size"], size);
     assert!(operation["query_execution_time"].as_f64().unwrap() > 0.0);
-    assert!(operation["error"].is_null(), "{operation}");
+    assert!(operation.get("error").is_none(), "{operation}");
+    assert!(operation.get("request_read_time").is_none(), "{operation}");
+    assert_eq!(operation["request_mode"], "non-graphql");
+    assert_eq!(operation["user_vars"]["x-hasura-role"], "admin");
     let dump = &line["detail"]["dump"];
     assert_eq!(dump["source"], "default");
     assert_eq!(dump["opts"], json!(["--schema-only"]));
@@ -268,4 +271,22 @@ async fn body_errors_in_hasuras_words() {
             "{body}"
         );
     }
+}
+
+/// A dump cut short says why in its audit record.
+#[tokio::test]
+async fn audit_record_says_why_a_dump_did_not_complete() {
+    use std::io::Read;
+    let db = crate::support::big_table_db().await;
+    let server = Server::builder(&db.url).start();
+    let mut stream = crate::support::send_raw(&server, r#"{"opts":["--data-only"]}"#);
+    let mut first = [0u8; 4096];
+    stream.read_exact(&mut first).unwrap();
+    drop(stream);
+    let logs = server.wait_http_logs(1).await;
+    let dump = &logs[0]["detail"]["dump"];
+    assert_eq!(dump["completed"], false, "{dump}");
+    assert_eq!(dump["outcome"], "client_gone", "{dump}");
+    assert_eq!(dump["auth"], "no-secret-configured", "{dump}");
+    assert!(dump["uncompressed_bytes"].as_u64().unwrap() > 0, "{dump}");
 }
