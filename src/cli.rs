@@ -8,12 +8,31 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::client::args::{DumpArgs, MigrateArgs, SeedArgs};
 use crate::config::ServeArgs;
 
+/// Examples of the whole command line, for `--help`.
+const EXAMPLES: &str = "\
+Examples:
+  # The server, for the database in HASURA_GRAPHQL_DATABASE_URL:
+  HASURA_GRAPHQL_ADMIN_SECRET=s3cret pgdump-api serve
+  # Options may come before `serve`, as with graphql-engine:
+  pgdump-api --database-url postgres://user:pw@db/app serve --server-port 8081
+  # The client, inside a Hasura project:
+  pgdump-api migrate create init --from-server";
+
+/// Examples of `serve`, for `--help`.
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  pgdump-api serve --database-url postgres://user:pw@db/app --admin-secret \"$SECRET\"
+  pgdump-api serve --sources-file metadata/databases/databases.yaml --server-port 8081
+  # graphql-engine's order works too:
+  pgdump-api --database-url postgres://user:pw@db/app serve";
+
 /// The `pgdump-api` command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "pgdump-api",
     version,
-    about = "A Hasura-compatible PG Dump API: the server and its client"
+    about = "A Hasura-compatible PG Dump API: the server and its client",
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -24,6 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve POST /v1alpha1/pg_dump.
+    #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
     /// Dump a database through a server's PG Dump API, to a file (atomically) or stdout.
     Dump(DumpArgs),
@@ -148,11 +168,18 @@ mod tests {
         assert!(matches!(cli.command, Command::Serve(_)));
     }
 
-    /// Every client command's help ends with examples; each usage line puts the name first.
+    /// Every command's help ends with examples; each usage line puts the name first.
     #[test]
-    fn client_help_ends_with_examples() {
+    fn every_commands_help_ends_with_examples() {
         let mut command = Cli::command();
-        for path in [&["dump"][..], &["migrate", "create"], &["seed", "create"]] {
+        let paths = [
+            &[][..],
+            &["serve"],
+            &["dump"],
+            &["migrate", "create"],
+            &["seed", "create"],
+        ];
+        for path in paths {
             let mut sub = &mut command;
             for name in path {
                 sub = sub.find_subcommand_mut(name).unwrap();

@@ -88,11 +88,11 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         let request = DumpRequest {
             opts,
             clean_output: true,
-            source: source(&settings, &args.database_name),
+            source: source(settings.layout()?, &args.database_name),
         };
         let endpoint = Endpoint::new(&settings, &args.connect)?;
         let name = format!("{}_{}", timestamp_ms(), args.name);
-        let dir = settings.migration_dir(&args.database_name, &name);
+        let dir = settings.migration_dir(&args.database_name, &name)?;
         let staging = AtomicDir::create(&dir)?;
         let mut file = AtomicFile::create(&staging.staged("up.sql"))?;
         fetch(&endpoint, &request, &mut file, progress(&args.connect)).await?;
@@ -122,10 +122,10 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         let request = DumpRequest {
             opts,
             clean_output: true,
-            source: source(&settings, &args.database_name),
+            source: source(settings.layout()?, &args.database_name),
         };
         let endpoint = Endpoint::new(&settings, &args.connect)?;
-        let dir = settings.seeds_dir(&args.database_name);
+        let dir = settings.seeds_dir(&args.database_name)?;
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
         let path = dir.join(format!("{}_{}.sql", timestamp_ms(), args.name));
@@ -151,8 +151,8 @@ async fn fetch(
 
 /// The request's `source`: the database name, except in a config v2 project, whose one
 /// database the Hasura CLI never names (a server before sources would not know the field).
-fn source(settings: &Settings, database: &str) -> Option<String> {
-    match settings.layout {
+fn source(layout: Layout, database: &str) -> Option<String> {
+    match layout {
         Layout::V2 if database == "default" => None,
         _ => Some(database.to_owned()),
     }

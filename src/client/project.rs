@@ -61,7 +61,9 @@ pub(super) struct Settings {
     pub admin_secret: Option<Secret>,
     pub certificate_authority: Option<PathBuf>,
     pub insecure_skip_tls_verify: bool,
-    pub layout: Layout,
+    /// The layout, or why the project has none this client writes (only `migrate` and
+    /// `seed` need one; `dump` works in any project).
+    layout: Result<Layout, String>,
     pub migrations_dir: PathBuf,
     pub seeds_dir: PathBuf,
 }
@@ -101,7 +103,7 @@ impl Settings {
             dotenv: &dotenv,
             config: config.as_ref(),
         };
-        let layout = layout(config.as_ref(), &config_path)?;
+        let layout = layout(config.as_ref(), &config_path).map_err(|err| format!("{err:#}"));
 
         let endpoint = match &args.endpoint {
             Some(url) => url.clone(),
@@ -175,21 +177,28 @@ impl Settings {
         })
     }
 
+    /// How the project lays out migrations and seeds.
+    pub(super) fn layout(&self) -> anyhow::Result<Layout> {
+        self.layout.clone().map_err(anyhow::Error::msg)
+    }
+
     /// The directory of a new migration of `database`.
-    pub(super) fn migration_dir(&self, database: &str, name: &str) -> PathBuf {
-        self.per_database(&self.migrations_dir, database).join(name)
+    pub(super) fn migration_dir(&self, database: &str, name: &str) -> anyhow::Result<PathBuf> {
+        Ok(self
+            .per_database(&self.migrations_dir, database)?
+            .join(name))
     }
 
     /// The directory of the seeds of `database`.
-    pub(super) fn seeds_dir(&self, database: &str) -> PathBuf {
+    pub(super) fn seeds_dir(&self, database: &str) -> anyhow::Result<PathBuf> {
         self.per_database(&self.seeds_dir, database)
     }
 
-    fn per_database(&self, dir: &Path, database: &str) -> PathBuf {
-        match self.layout {
+    fn per_database(&self, dir: &Path, database: &str) -> anyhow::Result<PathBuf> {
+        Ok(match self.layout()? {
             Layout::V3 => dir.join(database),
             Layout::V2 => dir.to_owned(),
-        }
+        })
     }
 }
 

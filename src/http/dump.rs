@@ -175,7 +175,8 @@ async fn dump(
     let request = DumpRequest::parse(body)?;
     if !request.unknown.is_empty() {
         // Hasura ignores them too; a misspelt `clean_output` is worth saying, though.
-        tracing::warn!(target: "http-log", request_id = %caller.request_id,
+        // Not an http-log line: pipelines read those by Hasura's shape.
+        tracing::warn!(target: "server", request_id = %caller.request_id,
             unknown_keys = %request.unknown.join(", "),
             "the request body has keys the server does not know; they are ignored");
     }

@@ -468,3 +468,25 @@ async fn admin_secrets_first_entry_is_sent() {
     );
     assert!(!stderr.contains(SECRET), "{stderr}");
 }
+
+/// A config v1 project: `dump` works there; `migrate` says why it does not, and writes nothing.
+#[tokio::test]
+async fn config_v1_project_dumps_but_makes_no_migration() {
+    let db = TestDb::with(SCHEMA).await;
+    let server = Server::builder(&db.url).start();
+    let config = format!("endpoint: http://{}\n", server.addr);
+    let dir = project(&[("config.yaml", &config)]);
+    expect(
+        &run_in(dir.path(), &["dump", "-q", "--", "--schema-only"], &[]),
+        0,
+    );
+    let migrate = run_in(
+        dir.path(),
+        &["migrate", "create", "init", "--from-server"],
+        &[],
+    );
+    expect(&migrate, 1);
+    let stderr = text(&migrate.stderr);
+    assert!(stderr.contains("config v1"), "{stderr}");
+    assert!(!dir.path().join("migrations").exists());
+}

@@ -81,7 +81,7 @@ async fn http_log_has_hasuras_shape_and_a_dump_audit_record() {
     assert_eq!(reply.status, 200);
     let wrong = post_dump(&server, "{}", &[("x-hasura-admin-secret", "no")]).await;
     assert_eq!(wrong.status, 401);
-    let logs = server.wait_http_logs(3).await;
+    let logs = server.wait_http_logs(2).await;
 
     let line = logs
         .iter()
@@ -132,6 +132,7 @@ async fn http_log_has_hasuras_shape_and_a_dump_audit_record() {
         .expect("a warning about clean_ouput");
     let warning: serde_json::Value = serde_json::from_str(&warning).unwrap();
     assert_eq!(warning["level"], "warn");
+    assert_eq!(warning["type"], "server");
     assert_eq!(warning["detail"]["request_id"], "audit-1");
 
     // A 401 is a warning, its error in Hasura's place.
