@@ -57,9 +57,12 @@ pub(super) async fn pg_dump(
             .map(|id| String::from_utf8_lossy(id.as_bytes()).into_owned())
             .unwrap_or_default(),
     };
-    let body = match read_body(&headers, body, state.config.request_header_timeout).await {
+    let reading = Instant::now();
+    let read = read_body(&headers, body, state.config.request_header_timeout).await;
+    let read_time = RequestReadTime(reading.elapsed());
+    let body = match read {
         Ok(body) => body,
-        Err(err) => return err.to_response(state.config.dev_mode),
+        Err(err) => return with(err.to_response(state.config.dev_mode), read_time),
     };
     let config = &state.config;
     let expose_internal =
@@ -73,9 +76,18 @@ pub(super) async fn pg_dump(
     )
     .await
     {
-        Ok(response) => response,
-        Err(err) => err.to_response(expose_internal),
+        Ok(response) => with(response, read_time),
+        Err(err) => with(err.to_response(expose_internal), read_time),
     }
+}
+
+/// How long reading the request body took, for the log's `request_read_time`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestReadTime(pub Duration);
+
+fn with(mut response: Response, read_time: RequestReadTime) -> Response {
+    response.extensions_mut().insert(read_time);
+    response
 }
 
 /// How much of an oversized body is read and dropped so that the client, still sending it,

@@ -18,7 +18,7 @@ use http_body::{Frame, SizeHint};
 use serde_json::{json, Value};
 
 use super::cutoff::{Cut, Reason};
-use super::dump::DumpAudit;
+use super::dump::{DumpAudit, RequestReadTime};
 use super::error::ErrorSummary;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -57,12 +57,17 @@ pub(super) async fn observe(mut request: Request, next: Next) -> Response {
         cut: request.extensions().get::<Cut>().cloned(),
         audit: None,
         content_encoding: None,
+        read_time: None,
     };
     let mut response = next.run(request).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
     pending.status = Some(response.status().as_u16());
     pending.error = response.extensions().get::<ErrorSummary>().cloned();
     pending.audit = response.extensions().get::<DumpAudit>().cloned();
+    pending.read_time = response
+        .extensions()
+        .get::<RequestReadTime>()
+        .map(|read| read.0);
     pending.content_encoding = response
         .headers()
         .get(axum::http::header::CONTENT_ENCODING)
@@ -97,6 +102,8 @@ struct Entry {
     /// A dump's audit record.
     audit: Option<DumpAudit>,
     content_encoding: Option<String>,
+    /// How long reading the body took, when it was read.
+    read_time: Option<std::time::Duration>,
 }
 
 impl Entry {
@@ -148,15 +155,21 @@ impl Drop for Entry {
             "http_version": self.http_version,
             "content_encoding": self.content_encoding,
         });
-        // Hasura leaves out what it does not know (`request_read_time`, `error` on success).
+        // Hasura's times are seconds: reading the request, and the service time after it.
+        let read_s = self.read_time.map(|read| read.as_secs_f64());
+        // Hasura leaves out what it does not know (`request_read_time` when no body was
+        // read, `error` on success).
         let mut operation = json!({
             "request_id": self.request_id,
             "response_size": self.bytes,
             "uncompressed_response_size": self.audit.as_ref()
                 .map_or(self.bytes, |audit| audit.progress.uncompressed.load(Ordering::Relaxed)),
-            "query_execution_time": duration_ms / 1000.0,
+            "query_execution_time": (duration_ms / 1000.0 - read_s.unwrap_or(0.0)).max(0.0),
             "request_mode": if self.error.is_some() { "error" } else { "non-graphql" },
         });
+        if let Some(read_s) = read_s {
+            operation["request_read_time"] = read_s.into();
+        }
         if let Some(audit) = &self.audit {
             operation["user_vars"] = json!({ "x-hasura-role": audit.role });
         }
