@@ -109,6 +109,15 @@ pub struct ServeArgs {
           num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(crate) dev_mode: bool,
 
+    /// Comma list of log types to write (Hasura's names: startup, http-log, …); the types only
+    /// pgdump-api writes (server, pg-dump) are always written.
+    #[arg(
+        long,
+        env = "HASURA_GRAPHQL_ENABLED_LOG_TYPES",
+        default_value = "startup,http-log,webhook-log,websocket-log,jwk-refresh-log"
+    )]
+    pub(crate) enabled_log_types: String,
+
     /// Log level.
     #[arg(long, env = "HASURA_GRAPHQL_LOG_LEVEL", value_enum, ignore_case = true, default_value_t = LogLevel::Info)]
     pub(crate) log_level: LogLevel,
@@ -273,6 +282,7 @@ pub(crate) struct Config {
     pub(crate) admin_internal_errors: bool,
     pub(crate) dev_mode: bool,
     pub(crate) log_level: LogLevel,
+    pub(crate) enabled_log_types: String,
     pub(crate) pg_dump_paths: Vec<PathBuf>,
     pub(crate) sources_file: Option<PathBuf>,
     pub(crate) metadata_database_url: Option<Secret>,
@@ -341,6 +351,7 @@ impl Config {
             admin_internal_errors: args.admin_internal_errors,
             dev_mode: args.dev_mode,
             log_level: args.log_level,
+            enabled_log_types: args.enabled_log_types,
             pg_dump_paths: args.pg_dump_paths,
             sources_file: args.sources_file,
             metadata_database_url: args

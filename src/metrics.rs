@@ -110,7 +110,8 @@ impl Failure {
         }
     }
 
-    fn label(self) -> &'static str {
+    /// The failure's name, in the metrics and the dump's log line.
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Failure::Busy => "busy",
             Failure::Spawn => "spawn",

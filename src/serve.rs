@@ -31,7 +31,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
-    crate::logging::init(config.log_level);
+    crate::logging::init(config.log_level, &config.enabled_log_types);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&err.into()),
@@ -42,8 +42,10 @@ pub fn main(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Prints the whole error chain and exits non-zero.
+/// Logs the whole error chain as a JSON line (as Hasura logs a fatal startup error), prints
+/// it on stderr too, and exits non-zero.
 fn fail(err: &anyhow::Error) -> ExitCode {
+    crate::logging::fatal(&format!("{err:#}"));
     eprintln!("pgdump-api: error: {err:#}");
     ExitCode::FAILURE
 }

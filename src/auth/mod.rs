@@ -43,6 +43,16 @@ pub(crate) enum AuthMode {
 }
 
 impl AuthMode {
+    /// The admin secrets, the single one first; none in the open mode.
+    pub(crate) fn admin_secrets(&self) -> &[Secret] {
+        match self {
+            AuthMode::Open => &[],
+            AuthMode::Secret { secrets, .. }
+            | AuthMode::Jwt { secrets, .. }
+            | AuthMode::Hook { secrets, .. } => secrets,
+        }
+    }
+
     /// Fetches what authentication needs before the first request (JWK sets).
     pub(crate) async fn prepare(&self) -> Result<(), String> {
         match self {
@@ -74,15 +84,41 @@ pub(crate) enum AuthError {
     },
 }
 
-/// The caller's role, from the request headers: the one entry point of the request path.
+/// How a caller was let in, as the audit record names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// No admin secret is configured.
+    NoSecretConfigured,
+    AdminSecret,
+    Jwt,
+    AuthHook,
+    /// No credential: the configured unauthorized role.
+    UnauthorizedRole,
+}
+
+impl Method {
+    /// A small, fixed word for logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Method::NoSecretConfigured => "no-secret-configured",
+            Method::AdminSecret => "admin-secret",
+            Method::Jwt => "jwt",
+            Method::AuthHook => "auth-hook",
+            Method::UnauthorizedRole => "unauthorized-role",
+        }
+    }
+}
+
+/// The caller's role and how it was learnt, from the request headers: the one entry point of
+/// the request path.
 pub(crate) async fn authenticate(
     mode: &AuthMode,
     headers: &HeaderMap,
-) -> Result<String, AuthError> {
+) -> Result<(String, Method), AuthError> {
     let secrets = match mode {
         // The Hasura CLI always sends a (possibly empty) secret header; without a configured
         // secret it means nothing.
-        AuthMode::Open => return Ok(requested_role(headers)),
+        AuthMode::Open => return Ok((requested_role(headers), Method::NoSecretConfigured)),
         AuthMode::Secret { secrets, .. }
         | AuthMode::Jwt { secrets, .. }
         | AuthMode::Hook { secrets, .. } => secrets,
@@ -91,7 +127,9 @@ pub(crate) async fn authenticate(
         .get(ADMIN_SECRET_HEADER)
         .or_else(|| headers.get(ACCESS_KEY_HEADER));
     match sent {
-        Some(sent) if is_one_of(sent.as_bytes(), secrets) => return Ok(requested_role(headers)),
+        Some(sent) if is_one_of(sent.as_bytes(), secrets) => {
+            return Ok((requested_role(headers), Method::AdminSecret))
+        }
         Some(_) => return Err(AuthError::InvalidSecret),
         None => {}
     }
@@ -99,22 +137,26 @@ pub(crate) async fn authenticate(
         AuthMode::Open => unreachable!("answered above"),
         AuthMode::Secret {
             unauthorized_role, ..
-        } => unauthorized_role.clone().ok_or(AuthError::SecretRequired),
+        } => unauthorized(unauthorized_role).ok_or(AuthError::SecretRequired),
         AuthMode::Jwt {
             jwt,
             unauthorized_role,
             ..
         } => match jwt.role(headers).await? {
-            Some(role) => Ok(role),
-            None => unauthorized_role.clone().ok_or_else(|| AuthError::Refused {
+            Some(role) => Ok((role, Method::Jwt)),
+            None => unauthorized(unauthorized_role).ok_or_else(|| AuthError::Refused {
                 status: StatusCode::BAD_REQUEST,
                 code: "invalid-headers",
                 message: "Missing 'Authorization' or 'Cookie' header in JWT authentication mode"
                     .to_owned(),
             }),
         },
-        AuthMode::Hook { hook, .. } => hook.role(headers).await,
+        AuthMode::Hook { hook, .. } => Ok((hook.role(headers).await?, Method::AuthHook)),
     }
+}
+
+fn unauthorized(role: &Option<String>) -> Option<(String, Method)> {
+    role.clone().map(|role| (role, Method::UnauthorizedRole))
 }
 
 /// Whether `sent` is one of `secrets`, in constant time: every secret is compared, whichever
@@ -159,7 +201,9 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        runtime.block_on(authenticate(mode, headers))
+        runtime
+            .block_on(authenticate(mode, headers))
+            .map(|(role, _)| role)
     }
 
     #[test]

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use pgdump_api::cli::{Cli, Command};
 use pgdump_api::{client, serve};
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    match Cli::parse_args().command {
         Command::Serve(args) => serve::main(*args),
         Command::Dump(args) => client::error::report(client::dump(args)),
         Command::Migrate(args) => client::error::report(client::migrate(args)),

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, Subcommand};
 use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::Url;
@@ -14,11 +15,12 @@ use super::names::{SchemaName, TableName};
 
 /// How names are written, for `--help`.
 const NAMES_HELP: &str = "\
-Names, not patterns: each --schema and --from-table value is one exact name, sent to pg_dump \
+Names, not patterns: each --schema item (a comma separates items, as in the Hasura CLI) and \
+each --from-table value is one exact name, sent to pg_dump \
 fully quoted, so upper case, dots, `*` and `?` are taken literally (`MyTable`, `Sales`). A \
 table is `TABLE` or `SCHEMA.TABLE`, split at the first dot that is not inside double quotes; \
-a part written in SQL double quotes may hold dots and quotes, a quote inside doubled: \
-`\"my.schema\".\"Odd\"\"Name\"`.";
+a part written in SQL double quotes may hold dots, commas and quotes, a quote inside doubled: \
+`\"my.schema\".\"Odd\"\"Name\"`, `--schema '\"a,b\"'`.";
 
 /// Exit statuses, for `--help`.
 const EXIT_HELP: &str = "\
@@ -27,35 +29,88 @@ request (HTTP error status); 4 the server could not be reached, or the response 
 it was complete; 129, 130, 143 stopped by SIGHUP, SIGINT, SIGTERM. On any failure no output \
 file is left behind.";
 
-/// Which server to ask, and how.
+/// Which server to ask, and how. Each setting is taken, as the Hasura CLI takes it, from the
+/// flag, else the `HASURA_GRAPHQL_*` environment variable, else the project's `.env` file,
+/// else its `config.yaml`, else the default (see [`super::project`]).
 #[derive(Debug, Args)]
 pub(crate) struct ConnectArgs {
-    /// URL of the server (pgdump-api or Hasura GraphQL Engine).
+    /// URL of the server (pgdump-api or Hasura GraphQL Engine); without a scheme, http://
+    /// [default: config.yaml's `endpoint`, else http://localhost:8080]
+    #[arg(long, env = "HASURA_GRAPHQL_ENDPOINT", value_parser = parse_endpoint)]
+    pub(crate) endpoint: Option<Url>,
+
+    /// Admin secret, sent as `x-hasura-admin-secret` [default, as the Hasura CLI picks it:
+    /// the first of HASURA_GRAPHQL_ADMIN_SECRETS / `admin_secrets`, else
+    /// HASURA_GRAPHQL_ADMIN_SECRET / `admin_secret`, else `access_key`; from the environment,
+    /// then .env, then config.yaml].
+    #[arg(long, value_parser = parse_secret)]
+    pub(crate) admin_secret: Option<Secret>,
+
+    /// CA certificate file (PEM) to trust for an https:// endpoint, besides the system's
+    /// roots [default: config.yaml's `certificate_authority`].
     #[arg(
         long,
-        env = "HASURA_GRAPHQL_ENDPOINT",
-        default_value = "http://localhost:8080",
-        value_parser = parse_endpoint
+        value_name = "FILE",
+        env = "HASURA_GRAPHQL_CERTIFICATE_AUTHORITY"
     )]
-    pub(crate) endpoint: Url,
+    pub(crate) certificate_authority: Option<PathBuf>,
 
-    /// Admin secret, sent as `x-hasura-admin-secret`.
-    #[arg(long, env = "HASURA_GRAPHQL_ADMIN_SECRET", hide_env_values = true,
-          value_parser = parse_secret)]
-    pub(crate) admin_secret: Option<Secret>,
+    /// Do not verify the server's TLS certificate (anyone on the path can then read the
+    /// admin secret and the dump) [default: config.yaml's `insecure_skip_tls_verify`].
+    #[arg(long, env = "HASURA_GRAPHQL_INSECURE_SKIP_TLS_VERIFY", num_args = 0..=1,
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub(crate) insecure_skip_tls_verify: Option<bool>,
+
+    /// Hasura project directory [default: the nearest one holding config.yaml, else the
+    /// current directory].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) project: Option<PathBuf>,
+
+    /// Environment file, relative to the project directory; its variables fill in what the
+    /// environment leaves unset [default: .env].
+    #[arg(long, value_name = "FILE")]
+    pub(crate) envfile: Option<PathBuf>,
 
     /// Extra request header (repeatable).
     #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 
-    /// No progress line on stderr (there is none either when stderr is not a terminal).
+    /// No progress line and no summary on stderr (there is no progress line either when
+    /// stderr is not a terminal).
     #[arg(short, long)]
     pub(crate) quiet: bool,
 }
 
+/// Examples of `dump`, for `--help`.
+const DUMP_EXAMPLES: &str = "\
+Examples:
+  # The whole database, to a file that appears only once complete:
+  pgdump-api dump -o db.sql --endpoint https://hasura.example.com --admin-secret \"$SECRET\"
+  # The schema of one source, as replayable SQL, to stdout:
+  pgdump-api dump --source reporting --clean -- --schema-only
+  # Inside a Hasura project (endpoint and secret from config.yaml and .env):
+  pgdump-api dump -o data.sql -- --data-only --table public.authors";
+
+/// Examples of `migrate create`, for `--help`.
+const MIGRATE_EXAMPLES: &str = "\
+Examples:
+  # Inside a Hasura project: migrations/default/TIMESTAMP_init/up.sql (config v3)
+  pgdump-api migrate create init --from-server
+  # Two schemas of another database, against a given server:
+  pgdump-api migrate create init --from-server --schema public,Sales --database-name reporting \\
+      --endpoint https://hasura.example.com --admin-secret \"$SECRET\"";
+
+/// Examples of `seed create`, for `--help`.
+const SEED_EXAMPLES: &str = "\
+Examples:
+  # Inside a Hasura project: seeds/default/TIMESTAMP_authors.sql (config v3)
+  pgdump-api seed create authors --from-table authors
+  # Several tables, one of them in a schema with upper case:
+  pgdump-api seed create data --from-table authors Sales.Orders --database-name reporting";
+
 /// `pgdump-api dump`.
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_HELP)]
+#[command(after_help = format!("{EXIT_HELP}\n\n{DUMP_EXAMPLES}"))]
 pub struct DumpArgs {
     /// Database to dump, by its source name on the server [default: the server's `default`].
     #[arg(long, value_name = "NAME")]
@@ -88,8 +143,14 @@ pub struct MigrateArgs {
 /// The subcommands of `pgdump-api migrate`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum MigrateCommand {
-    /// Create a Hasura migration (`migrations/DB/TIMESTAMP_NAME/up.sql`) from the server's schema.
-    #[command(after_help = format!("{NAMES_HELP}\n\n{EXIT_HELP}"))]
+    /// Create a Hasura migration (`migrations/DB/TIMESTAMP_NAME/up.sql`; config v2:
+    /// `migrations/TIMESTAMP_NAME/up.sql`) from the server's schema.
+    // The name first: clap's own usage line (`--from-server <NAME>`) reads as if the switch
+    // took the name as its value.
+    #[command(
+        override_usage = "pgdump-api migrate create <NAME> --from-server [OPTIONS]",
+        after_help = format!("{NAMES_HELP}\n\n{EXIT_HELP}\n\n{MIGRATE_EXAMPLES}")
+    )]
     Create(MigrateCreateArgs),
 }
 
@@ -104,18 +165,13 @@ pub(crate) struct MigrateCreateArgs {
     #[arg(long, required = true)]
     pub(crate) from_server: bool,
 
-    /// Schema to include (repeatable) [default: public].
-    #[arg(long = "schema", value_name = "SCHEMA", value_parser = parse_schema)]
-    pub(crate) schemas: Vec<SchemaName>,
+    /// Schemas to include, comma-separated (repeatable) [default: public].
+    #[arg(long = "schema", value_name = "SCHEMA,…", value_parser = parse_schemas)]
+    pub(crate) schemas: Vec<Vec<SchemaName>>,
 
     /// Database (source) name: on the server, and in the migrations directory.
     #[arg(long, value_name = "NAME", default_value = "default", value_parser = parse_file_name)]
     pub(crate) database_name: String,
-
-    /// Hasura project directory [default: the nearest one holding config.yaml, else the
-    /// current directory].
-    #[arg(long, value_name = "DIR")]
-    pub(crate) project: Option<PathBuf>,
 
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
@@ -131,8 +187,13 @@ pub struct SeedArgs {
 /// The subcommands of `pgdump-api seed`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum SeedCommand {
-    /// Create a Hasura seed file (`seeds/DB/TIMESTAMP_NAME.sql`) from tables' rows.
-    #[command(after_help = format!("{NAMES_HELP}\n\n{EXIT_HELP}"))]
+    /// Create a Hasura seed file (`seeds/DB/TIMESTAMP_NAME.sql`; config v2:
+    /// `seeds/TIMESTAMP_NAME.sql`) from tables' rows.
+    // The name first: after `--from-table`, which takes several values, it would be a table.
+    #[command(
+        override_usage = "pgdump-api seed create <NAME> --from-table <TABLE>... [OPTIONS]",
+        after_help = format!("{NAMES_HELP}\n\n{EXIT_HELP}\n\n{SEED_EXAMPLES}")
+    )]
     Create(SeedCreateArgs),
 }
 
@@ -152,11 +213,6 @@ pub(crate) struct SeedCreateArgs {
     #[arg(long, value_name = "NAME", default_value = "default", value_parser = parse_file_name)]
     pub(crate) database_name: String,
 
-    /// Hasura project directory [default: the nearest one holding config.yaml, else the
-    /// current directory].
-    #[arg(long, value_name = "DIR")]
-    pub(crate) project: Option<PathBuf>,
-
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
 }
@@ -165,8 +221,9 @@ fn parse_secret(input: &str) -> Result<Secret, String> {
     Ok(Secret::new(input))
 }
 
-fn parse_schema(input: &str) -> Result<SchemaName, String> {
-    SchemaName::parse(input).map_err(|err| format!("{err} (see --help for how names are written)"))
+fn parse_schemas(input: &str) -> Result<Vec<SchemaName>, String> {
+    SchemaName::parse_list(input)
+        .map_err(|err| format!("{err} (see --help for how names are written)"))
 }
 
 fn parse_table(input: &str) -> Result<TableName, String> {
@@ -195,9 +252,14 @@ pub(crate) fn parse_header(input: &str) -> Result<(HeaderName, HeaderValue), Str
     Ok((name, value))
 }
 
-/// Reads an `http://` or `https://` URL.
+/// Reads an `http://` or `https://` URL; without a scheme (`127.0.0.1:8080`), http://.
 pub(crate) fn parse_endpoint(input: &str) -> Result<Url, String> {
-    let url = Url::parse(input).map_err(|err| format!("{err}"))?;
+    let input = input.trim();
+    let url = match input.contains("://") {
+        true => Url::parse(input),
+        false => Url::parse(&format!("http://{input}")),
+    }
+    .map_err(|err| format!("{err}"))?;
     match url.scheme() {
         "http" | "https" if url.has_host() => Ok(url),
         _ => Err("expected an http:// or https:// URL".to_owned()),
@@ -211,8 +273,19 @@ mod tests {
     #[test]
     fn endpoints_are_http_urls() {
         assert!(parse_endpoint("http://localhost:8080").is_ok());
-        assert!(parse_endpoint("localhost:8080").is_err());
         assert!(parse_endpoint("ftp://h").is_err());
+        assert!(parse_endpoint("http://").is_err());
+    }
+
+    #[test]
+    fn an_endpoint_without_a_scheme_is_http() {
+        for (input, url) in [
+            ("localhost:8080", "http://localhost:8080/"),
+            ("127.0.0.1:8080", "http://127.0.0.1:8080/"),
+            ("h.example/hasura", "http://h.example/hasura"),
+        ] {
+            assert_eq!(parse_endpoint(input).unwrap().as_str(), url, "{input}");
+        }
     }
 
     #[test]

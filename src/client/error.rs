@@ -88,6 +88,8 @@ pub(crate) struct Rejected {
     /// The body, when it is not a JSON error (a proxy's HTML page, say).
     pub(crate) other: Option<String>,
     pub(crate) location: Option<String>,
+    /// The server's `x-request-id`, to find the request in its log.
+    pub(crate) request_id: Option<String>,
 }
 
 impl Rejected {
@@ -120,6 +122,7 @@ impl Rejected {
             internal,
             other,
             location,
+            request_id: None,
         }
     }
 }
@@ -142,6 +145,9 @@ impl fmt::Display for Rejected {
             .filter(|_| self.status.is_redirection())
         {
             write!(f, " (redirected to {location})")?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " [request id {id}]")?;
         }
         // Shown when it adds to `error` (pg_dump's stderr often is the error itself).
         let internal = self.internal.as_deref().map(str::trim_end);
@@ -253,6 +259,14 @@ mod tests {
         assert_eq!(
             rejected.to_string(),
             "the server rejected the request: HTTP 301 Moved Permanently (redirected to https://h/)"
+        );
+        let body = br#"{"error":"no","code":"access-denied"}"#;
+        let mut rejected = Rejected::from_body(StatusCode::UNAUTHORIZED, body, None);
+        rejected.request_id = Some("r-1".into());
+        assert_eq!(
+            rejected.to_string(),
+            "the server rejected the request: HTTP 401 Unauthorized, code \"access-denied\": no \
+             [request id r-1]"
         );
     }
 }

@@ -15,12 +15,13 @@ pub mod error;
 mod names;
 mod output;
 mod progress;
+mod project;
 mod request;
 
 use std::future::Future;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -30,12 +31,14 @@ use error::{is_closed_pipe, Interrupted};
 use names::SchemaName;
 use output::{AtomicDir, AtomicFile};
 use progress::Progress;
+use project::{Layout, Settings};
 use request::{copy_body, DumpRequest, Endpoint};
 
 /// `pgdump-api dump`: the dump to a file, atomically, or to stdout.
 pub fn dump(args: DumpArgs) -> anyhow::Result<()> {
     run(async move {
-        let endpoint = Endpoint::new(&args.connect)?;
+        let settings = Settings::resolve(&args.connect)?;
+        let endpoint = Endpoint::new(&settings, &args.connect)?;
         let request = DumpRequest {
             opts: args.pg_dump_opts,
             clean_output: args.clean,
@@ -44,9 +47,15 @@ pub fn dump(args: DumpArgs) -> anyhow::Result<()> {
         let quiet = args.connect.quiet;
         match args.output.filter(|path| path != Path::new("-")) {
             Some(path) => {
+                let started = Instant::now();
                 let mut file = AtomicFile::create(&path)?;
-                fetch(&endpoint, &request, &mut file, Progress::new(quiet, false)).await?;
-                file.commit()
+                let bytes =
+                    fetch(&endpoint, &request, &mut file, Progress::new(quiet, false)).await?;
+                file.commit()?;
+                if !quiet {
+                    summary(&path, bytes, started);
+                }
+                Ok(())
             }
             None => {
                 let mut stdout = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
@@ -54,7 +63,7 @@ pub fn dump(args: DumpArgs) -> anyhow::Result<()> {
                 match fetch(&endpoint, &request, &mut stdout, progress).await {
                     // Whoever reads our output has all they want (`| head`): not a failure.
                     Err(err) if is_closed_pipe(&err) => Ok(()),
-                    result => result,
+                    result => result.map(drop),
                 }
             }
         }
@@ -67,7 +76,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     run(async move {
         let schemas = match args.schemas.is_empty() {
             true => vec![SchemaName("public".to_owned())],
-            false => args.schemas,
+            false => args.schemas.into_iter().flatten().collect(),
         };
         // The Hasura CLI's request, with exact names, and --strict-names so that a schema
         // that does not exist fails the migration instead of being left out of it.
@@ -75,16 +84,15 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         for schema in &schemas {
             opts.extend(["--schema".to_owned(), schema.pattern()]);
         }
+        let settings = Settings::resolve(&args.connect)?;
         let request = DumpRequest {
             opts,
             clean_output: true,
-            source: Some(args.database_name.clone()),
+            source: source(settings.layout()?, &args.database_name),
         };
-        let endpoint = Endpoint::new(&args.connect)?;
-        let dir = project_dir(args.project)?
-            .join("migrations")
-            .join(&args.database_name)
-            .join(format!("{}_{}", timestamp_ms(), args.name));
+        let endpoint = Endpoint::new(&settings, &args.connect)?;
+        let name = format!("{}_{}", timestamp_ms(), args.name);
+        let dir = settings.migration_dir(&args.database_name, &name)?;
         let staging = AtomicDir::create(&dir)?;
         let mut file = AtomicFile::create(&staging.staged("up.sql"))?;
         fetch(&endpoint, &request, &mut file, progress(&args.connect)).await?;
@@ -110,15 +118,14 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         for table in &args.tables {
             opts.extend(["--table".to_owned(), table.pattern()]);
         }
+        let settings = Settings::resolve(&args.connect)?;
         let request = DumpRequest {
             opts,
             clean_output: true,
-            source: Some(args.database_name.clone()),
+            source: source(settings.layout()?, &args.database_name),
         };
-        let endpoint = Endpoint::new(&args.connect)?;
-        let dir = project_dir(args.project)?
-            .join("seeds")
-            .join(&args.database_name);
+        let endpoint = Endpoint::new(&settings, &args.connect)?;
+        let dir = settings.seeds_dir(&args.database_name)?;
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("could not create {}", dir.display()))?;
         let path = dir.join(format!("{}_{}.sql", timestamp_ms(), args.name));
@@ -129,17 +136,36 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Sends the request and streams a successful answer into `out`.
+/// Sends the request and streams a successful answer into `out`; returns its size.
 async fn fetch(
     endpoint: &Endpoint,
     request: &DumpRequest,
     out: &mut impl Write,
     progress: Progress,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let response = endpoint.pg_dump(request).await?;
-    copy_body(response, out, &progress).await?;
+    let bytes = copy_body(response, out, &progress).await?;
     progress.clear();
-    Ok(())
+    Ok(bytes)
+}
+
+/// The request's `source`: the database name, except in a config v2 project, whose one
+/// database the Hasura CLI never names (a server before sources would not know the field).
+fn source(layout: Layout, database: &str) -> Option<String> {
+    match layout {
+        Layout::V2 if database == "default" => None,
+        _ => Some(database.to_owned()),
+    }
+}
+
+/// `dump -o`'s last line: what was written, how big, how long it took.
+fn summary(path: &Path, bytes: u64, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = writeln!(
+        io::stderr(),
+        "pgdump-api: wrote {} ({bytes} bytes) in {seconds:.1} s",
+        path.display()
+    );
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -173,20 +199,6 @@ fn run(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> 
 
 fn listen(kind: SignalKind, name: &str) -> anyhow::Result<Signal> {
     signal(kind).with_context(|| format!("could not handle {name}"))
-}
-
-/// The Hasura project: `--project`, else the nearest directory up from here holding
-/// `config.yaml` (as the Hasura CLI looks for it), else the current directory.
-fn project_dir(project: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(project) = project {
-        return Ok(project);
-    }
-    let cwd = std::env::current_dir().context("could not read the current directory")?;
-    Ok(cwd
-        .ancestors()
-        .find(|dir| dir.join("config.yaml").is_file())
-        .unwrap_or(&cwd)
-        .to_owned())
 }
 
 /// Milliseconds since the Unix epoch: the version of a Hasura migration or seed.

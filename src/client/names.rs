@@ -49,6 +49,26 @@ impl SchemaName {
         }
     }
 
+    /// Reads a comma-separated list, as the Hasura CLI reads `--schema a,b`; a comma inside
+    /// a double-quoted name is part of it (`"a,b"`).
+    pub(crate) fn parse_list(input: &str) -> Result<Vec<SchemaName>, NameError> {
+        let mut names = Vec::new();
+        let mut quoted = false;
+        let mut start = 0;
+        for (at, c) in input.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    names.push(SchemaName::parse(&input[start..at])?);
+                    start = at + 1;
+                }
+                _ => {}
+            }
+        }
+        names.push(SchemaName::parse(&input[start..])?);
+        Ok(names)
+    }
+
     /// The pg_dump pattern that matches exactly this schema.
     pub(crate) fn pattern(&self) -> String {
         quote(&self.0)
@@ -224,6 +244,23 @@ mod tests {
             SchemaName::parse(r#""a".b"#),
             Err(NameError::AfterQuote(".b".into()))
         );
+    }
+
+    #[test]
+    fn schema_lists_split_at_commas_outside_quotes() {
+        let list = |input: &str| -> Vec<String> {
+            SchemaName::parse_list(input)
+                .unwrap()
+                .into_iter()
+                .map(|name| name.0)
+                .collect()
+        };
+        assert_eq!(list("public"), ["public"]);
+        assert_eq!(list("public,Sales"), ["public", "Sales"]);
+        assert_eq!(list(r#""a,b",c"#), ["a,b", "c"]);
+        assert_eq!(list(r#""x"",y""#), ["x\",y"]);
+        assert_eq!(SchemaName::parse_list("a,"), Err(NameError::Empty));
+        assert_eq!(SchemaName::parse_list(",a"), Err(NameError::Empty));
     }
 
     /// The pattern reads back, through the same syntax, as the name it came from.

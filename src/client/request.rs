@@ -14,6 +14,10 @@ use serde::Serialize;
 use super::args::ConnectArgs;
 use super::error::{Rejected, Transport, WriteFailed};
 use super::progress::Progress;
+use super::project::Settings;
+
+/// The header that ties a response to the server's log line.
+const REQUEST_ID: &str = "x-request-id";
 
 /// How much of an error answer is read; the rest is not needed to explain it.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -34,10 +38,11 @@ pub(super) struct Endpoint {
 }
 
 impl Endpoint {
-    /// Prepares requests to `--endpoint` with the admin secret and the extra headers.
-    pub(super) fn new(args: &ConnectArgs) -> anyhow::Result<Endpoint> {
+    /// Prepares requests to the resolved endpoint with the admin secret, the extra headers
+    /// and the TLS settings.
+    pub(super) fn new(settings: &Settings, args: &ConnectArgs) -> anyhow::Result<Endpoint> {
         let mut headers = HeaderMap::new();
-        if let Some(secret) = &args.admin_secret {
+        if let Some(secret) = &settings.admin_secret {
             let mut value = HeaderValue::from_str(secret.expose())
                 .context("the admin secret is not a valid HTTP header value")?;
             value.set_sensitive(true);
@@ -56,11 +61,14 @@ impl Endpoint {
             // quiet server from a vanished one.
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_keepalive_interval(Duration::from_secs(10))
-            .tcp_keepalive_retries(6)
+            .tcp_keepalive_retries(6);
+        let client = tls(client, settings)?
             .build()
             .context("could not set up the HTTP client")?;
-        let url = endpoint_url(&args.endpoint);
-        Ok(Endpoint { client, url })
+        Ok(Endpoint {
+            client,
+            url: settings.url.clone(),
+        })
     }
 
     /// Sends the request and returns the response once its status says a dump follows.
@@ -81,13 +89,52 @@ impl Endpoint {
     }
 }
 
-/// `ENDPOINT/v1alpha1/pg_dump`, keeping any path prefix the endpoint has.
-fn endpoint_url(endpoint: &Url) -> Url {
-    let mut url = endpoint.clone();
-    let path = format!("{}/v1alpha1/pg_dump", url.path().trim_end_matches('/'));
-    url.set_path(&path);
-    url.set_query(None);
-    url
+/// Trusts what the user's machine trusts — the system's root certificates — and the
+/// `certificate_authority` file; or, with `insecure_skip_tls_verify`, any certificate, said
+/// loudly on stderr. Without any system root (a bare container) the built-in Mozilla roots
+/// stand in.
+fn tls(
+    client: reqwest::ClientBuilder,
+    settings: &Settings,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    if settings.insecure_skip_tls_verify {
+        if settings.url.scheme() == "https" {
+            let _ = writeln!(
+                std::io::stderr(),
+                "pgdump-api: WARNING: insecure_skip_tls_verify is set: the server's TLS \
+                 certificate is NOT verified, so anyone on the network path can pose as {} \
+                 and read the admin secret and the dump",
+                settings.url.host_str().unwrap_or("the server")
+            );
+        }
+        return Ok(client.danger_accept_invalid_certs(true));
+    }
+    let mut roots = Vec::new();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate that does not parse is skipped, as the system's TLS does.
+        if let Ok(cert) = reqwest::Certificate::from_der(&cert) {
+            roots.push(cert);
+        }
+    }
+    let system_roots = !roots.is_empty();
+    if let Some(path) = &settings.certificate_authority {
+        let pem = std::fs::read(path).with_context(|| {
+            format!(
+                "could not read the certificate authority {}",
+                path.display()
+            )
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .ok()
+            .filter(|certs| !certs.is_empty())
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+        roots.extend(certs);
+    }
+    let mut client = client.tls_built_in_root_certs(!system_roots);
+    for cert in roots {
+        client = client.add_root_certificate(cert);
+    }
+    Ok(client)
 }
 
 /// Streams the response body into `out`, showing progress; returns the number of bytes.
@@ -97,11 +144,15 @@ pub(super) async fn copy_body(
     progress: &Progress,
 ) -> anyhow::Result<u64> {
     let mut total = 0u64;
+    let request_id = request_id(&response);
     progress.receiving();
     loop {
         let chunk = response.chunk().await.map_err(|err| {
             Transport::new(
-                format!("the response ended after {total} bytes, before the dump was complete"),
+                format!(
+                    "the response ended after {total} bytes, before the dump was complete{}",
+                    request_id.as_deref().map(see_log).unwrap_or_default()
+                ),
                 err,
             )
         })?;
@@ -114,6 +165,19 @@ pub(super) async fn copy_body(
     }
     out.flush().map_err(WriteFailed)?;
     Ok(total)
+}
+
+/// The server's id of this request, to find it in the server's log.
+fn request_id(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get(REQUEST_ID)
+        .map(|id| String::from_utf8_lossy(id.as_bytes()).into_owned())
+}
+
+/// Where to look for why a response was cut short.
+fn see_log(request_id: &str) -> String {
+    format!(" [request id {request_id}: the server's log says why]")
 }
 
 /// Reads (a bounded part of) an error answer.
@@ -133,31 +197,7 @@ async fn read_rejected(mut response: Response) -> anyhow::Result<Rejected> {
             None => break,
         }
     }
-    Ok(Rejected::from_body(status, &body, location))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::args::parse_endpoint;
-
-    #[test]
-    fn the_endpoint_keeps_its_path_prefix() {
-        for (endpoint, url) in [
-            (
-                "http://localhost:8080",
-                "http://localhost:8080/v1alpha1/pg_dump",
-            ),
-            (
-                "https://h.example/hasura/",
-                "https://h.example/hasura/v1alpha1/pg_dump",
-            ),
-            ("http://h/x?y=1", "http://h/x/v1alpha1/pg_dump"),
-        ] {
-            assert_eq!(
-                endpoint_url(&parse_endpoint(endpoint).unwrap()).as_str(),
-                url
-            );
-        }
-    }
+    let mut rejected = Rejected::from_body(status, &body, location);
+    rejected.request_id = request_id(&response);
+    Ok(rejected)
 }

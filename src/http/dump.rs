@@ -3,7 +3,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -42,28 +43,49 @@ pub(super) async fn pg_dump(
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
     // never gets the server to read its body. Hyper skips a body that has already arrived
     // (keeping the connection) and closes the connection after the answer otherwise.
-    let role = match auth::authenticate(&state.config.auth, &headers).await {
-        Ok(role) => role,
+    let (role, method) = match auth::authenticate(&state.config.auth, &headers).await {
+        Ok(found) => found,
         Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
     };
-    let body = match read_body(&headers, body, state.config.request_header_timeout).await {
+    let caller = Caller {
+        role,
+        auth: method.as_str(),
+        request_id: headers
+            .get("x-request-id")
+            .map(|id| String::from_utf8_lossy(id.as_bytes()).into_owned())
+            .unwrap_or_default(),
+    };
+    let reading = Instant::now();
+    let read = read_body(&headers, body, state.config.request_header_timeout).await;
+    let read_time = RequestReadTime(reading.elapsed());
+    let body = match read {
         Ok(body) => body,
-        Err(err) => return err.to_response(state.config.dev_mode),
+        Err(err) => return with(err.to_response(state.config.dev_mode), read_time),
     };
     let config = &state.config;
-    let expose_internal = config.dev_mode || (role == ADMIN_ROLE && config.admin_internal_errors);
+    let expose_internal =
+        config.dev_mode || (caller.role == ADMIN_ROLE && config.admin_internal_errors);
     match dump(
         &state,
-        &role,
+        &caller,
         &body,
         http_version,
         cut.map(|Extension(cut)| cut),
     )
     .await
     {
-        Ok(response) => response,
-        Err(err) => err.to_response(expose_internal),
+        Ok(response) => with(response, read_time),
+        Err(err) => with(err.to_response(expose_internal), read_time),
     }
+}
+
+/// How long reading the request body took, for the log's `request_read_time`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RequestReadTime(pub Duration);
+
+fn with(mut response: Response, read_time: RequestReadTime) -> Response {
+    response.extensions_mut().insert(read_time);
+    response
 }
 
 /// How much of an oversized body is read and dropped so that the client, still sending it,
@@ -113,15 +135,54 @@ pub(super) async fn read_body(
         .map_err(|_| ApiError::BodyTimeout(timeout))?
 }
 
+/// Who called, as the dump's log line records it.
+struct Caller {
+    role: String,
+    /// How the caller was authenticated (a small, fixed word).
+    auth: &'static str,
+    request_id: String,
+}
+
+/// What a dump's http-log line records beyond Hasura's fields: an audit record. The
+/// handler fills in what it knows before the output starts; the output stream adds its
+/// uncompressed size and how it ended.
+#[derive(Debug, Clone)]
+pub(crate) struct DumpAudit {
+    pub source: String,
+    /// The options as pg_dump runs them (canonical form; a derived restrict key is not here).
+    pub opts: Vec<String>,
+    pub clean_output: bool,
+    pub role: String,
+    pub auth: &'static str,
+    pub pg_dump: String,
+    pub progress: Arc<AuditProgress>,
+}
+
+/// The part of the audit record that the output stream writes.
+#[derive(Debug, Default)]
+pub(crate) struct AuditProgress {
+    pub uncompressed: AtomicU64,
+    /// `complete`, or why not (the metrics' failure label), once known.
+    pub outcome: Mutex<Option<&'static str>>,
+}
+
 /// Steps 4–8 for an authenticated caller; `cut` ends the connection.
 async fn dump(
     state: &Arc<AppState>,
-    role: &str,
+    caller: &Caller,
     body: &[u8],
     http_version: http::Version,
     cut: Option<Cut>,
 ) -> Result<Response, ApiError> {
     let request = DumpRequest::parse(body)?;
+    if !request.unknown.is_empty() {
+        // Hasura ignores them too; a misspelt `clean_output` is worth saying, though.
+        // Not an http-log line: pipelines read those by Hasura's shape.
+        tracing::warn!(target: "server", request_id = %caller.request_id,
+            unknown_keys = %request.unknown.join(", "),
+            "the request body has keys the server does not know; they are ignored");
+    }
+    let role = caller.role.as_str();
     if role != ADMIN_ROLE {
         return Err(ApiError::NotAdmin);
     }
@@ -166,6 +227,16 @@ async fn dump(
     if let (Some(limit), Some(cut)) = (state.dumper.time_limit(), &cut) {
         cut_at_time_limit(&output, limit, cut.clone());
     }
+    let audit = DumpAudit {
+        source: source.name.clone(),
+        opts: options.args.clone(),
+        clean_output: request.clean_output,
+        role: caller.role.clone(),
+        auth: caller.auth,
+        pg_dump: pg_dump.to_string(),
+        progress: Arc::default(),
+    };
+    attempt.progress = Some(Arc::clone(&audit.progress));
     let output = Tracked {
         inner: output,
         attempt,
@@ -175,7 +246,9 @@ async fn dump(
         Format::Plain if !options.compressed => "application/sql; charset=utf-8",
         _ => "application/octet-stream",
     };
-    Ok(streamed(content_type, pg_dump, output, http_version))
+    let mut response = streamed(content_type, pg_dump, output, http_version);
+    response.extensions_mut().insert(audit);
+    Ok(response)
 }
 
 /// The 200 whose body is the dump's output, written by pg_dump `pg_dump`.
@@ -221,6 +294,8 @@ struct Attempt {
     bytes: u64,
     /// `None` until the dump ended; still `None` when dropped means the client left.
     outcome: Option<Result<(), Failure>>,
+    /// The audit record's part, once the output started.
+    progress: Option<Arc<AuditProgress>>,
 }
 
 impl Attempt {
@@ -232,6 +307,7 @@ impl Attempt {
             started: Instant::now(),
             bytes: 0,
             outcome: None,
+            progress: None,
         }
     }
 
@@ -247,6 +323,14 @@ impl Drop for Attempt {
         metrics.streamed(&self.source, self.bytes);
         let outcome = self.outcome.unwrap_or(Err(Failure::ClientGone));
         metrics.finished(&self.source, outcome, self.started.elapsed());
+        if let Some(progress) = &self.progress {
+            progress.uncompressed.store(self.bytes, Ordering::Relaxed);
+            let label = outcome.map_or_else(Failure::label, |()| "complete");
+            *progress
+                .outcome
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(label);
+        }
     }
 }
 

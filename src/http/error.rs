@@ -85,6 +85,7 @@ struct Body<'a> {
 pub(crate) struct ErrorSummary {
     pub code: &'static str,
     pub message: String,
+    pub path: String,
     pub internal: Option<String>,
 }
 
@@ -200,6 +201,7 @@ impl ApiError {
         response.extensions_mut().insert(ErrorSummary {
             code: self.code(),
             message,
+            path,
             internal,
         });
         response

@@ -43,6 +43,8 @@ pub(crate) use state::AppState;
 pub(crate) fn app(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/healthz", only(get(healthz), "GET"))
+        // Hasura serves its health check under both paths.
+        .route("/hasura/healthz", only(get(healthz), "GET"))
         .route("/v1/version", only(get(version), "GET"));
     if state.config.enabled_apis.contains(Api::Pgdump) {
         router = router
@@ -113,7 +115,7 @@ fn json_response(body: String) -> Response {
 /// `access-denied`, as Hasura does): the caller must authenticate as admin.
 async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match auth::authenticate(&state.config.auth, headers).await? {
-        role if role == ADMIN_ROLE => Ok(()),
+        (role, _) if role == ADMIN_ROLE => Ok(()),
         _ => Err(ApiError::NotAdmin),
     }
 }

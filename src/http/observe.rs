@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -14,7 +15,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
+use serde_json::{json, Value};
+
 use super::cutoff::{Cut, Reason};
+use super::dump::{DumpAudit, RequestReadTime};
 use super::error::ErrorSummary;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,6 +41,7 @@ pub(super) async fn observe(mut request: Request, next: Next) -> Response {
     let mut pending = Entry {
         request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
         method: request.method().to_string(),
+        http_version: format!("{:?}", request.version()),
         url: request.uri().path().to_owned(),
         ip: request
             .extensions()
@@ -50,11 +55,23 @@ pub(super) async fn observe(mut request: Request, next: Next) -> Response {
         ended: false,
         body_error: None,
         cut: request.extensions().get::<Cut>().cloned(),
+        audit: None,
+        content_encoding: None,
+        read_time: None,
     };
     let mut response = next.run(request).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
     pending.status = Some(response.status().as_u16());
     pending.error = response.extensions().get::<ErrorSummary>().cloned();
+    pending.audit = response.extensions().get::<DumpAudit>().cloned();
+    pending.read_time = response
+        .extensions()
+        .get::<RequestReadTime>()
+        .map(|read| read.0);
+    pending.content_encoding = response
+        .headers()
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
     pending.response_ms = Some(millis(started));
     let entry = pending.take();
     response.map(|inner| Body::new(LoggedBody { inner, entry }))
@@ -69,6 +86,7 @@ fn millis(since: Instant) -> f64 {
 struct Entry {
     request_id: String,
     method: String,
+    http_version: String,
     url: String,
     ip: Option<String>,
     /// `None` while no response exists (the client left before it did).
@@ -81,6 +99,11 @@ struct Entry {
     body_error: Option<String>,
     /// The connection's handle: why a response that did not end was cut off.
     cut: Option<Cut>,
+    /// A dump's audit record.
+    audit: Option<DumpAudit>,
+    content_encoding: Option<String>,
+    /// How long reading the body took, when it was read.
+    read_time: Option<std::time::Duration>,
 }
 
 impl Entry {
@@ -123,10 +146,80 @@ impl Drop for Entry {
                 None,
             ),
         };
+        // Hasura's shape, which log pipelines built for Hasura read.
+        let http_info = json!({
+            "status": self.status,
+            "method": self.method,
+            "ip": self.ip,
+            "url": self.url,
+            "http_version": self.http_version,
+            "content_encoding": self.content_encoding,
+        });
+        // Hasura's times are seconds: reading the request, and the service time after it.
+        let read_s = self.read_time.map(|read| read.as_secs_f64());
+        // Hasura leaves out what it does not know (`request_read_time` when no body was
+        // read, `error` on success).
+        let mut operation = json!({
+            "request_id": self.request_id,
+            "response_size": self.bytes,
+            "uncompressed_response_size": self.audit.as_ref()
+                .map_or(self.bytes, |audit| audit.progress.uncompressed.load(Ordering::Relaxed)),
+            "query_execution_time": (duration_ms / 1000.0 - read_s.unwrap_or(0.0)).max(0.0),
+            "request_mode": if self.error.is_some() { "error" } else { "non-graphql" },
+        });
+        if let Some(read_s) = read_s {
+            operation["request_read_time"] = read_s.into();
+        }
+        if let Some(audit) = &self.audit {
+            operation["user_vars"] = json!({ "x-hasura-role": audit.role });
+        }
+        match (&self.error, error) {
+            // The error body, as Hasura logs its QErr.
+            (Some(err), _) => {
+                let mut qerr = json!({ "path": err.path, "error": err.message, "code": err.code });
+                if let Some(internal) = &err.internal {
+                    qerr["internal"] = internal.as_str().into();
+                }
+                operation["error"] = qerr;
+            }
+            // A response that did not end: no body says why, the log does.
+            (None, Some(error)) => operation["error"] = json!({ "error": error }),
+            (None, None) => {}
+        }
+        // Ours, under a name Hasura does not use: a dump's audit record.
+        let dump = self.audit.as_ref().map(|audit| {
+            let outcome = match *audit
+                .progress
+                .outcome
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+            {
+                Some("complete") if !complete => "client_gone",
+                Some(outcome) => outcome,
+                None if send_timeout.is_some() => "send_timeout",
+                None => "client_gone",
+            };
+            json!({
+                "source": audit.source,
+                "opts": audit.opts,
+                "clean_output": audit.clean_output,
+                "role": audit.role,
+                "auth": audit.auth,
+                "pg_dump_version": audit.pg_dump,
+                "uncompressed_bytes": audit.progress.uncompressed.load(Ordering::Relaxed),
+                "wire_bytes": self.bytes,
+                "completed": complete,
+                "outcome": outcome,
+            })
+        });
+        let dump = dump.unwrap_or(Value::Null);
         macro_rules! http_log {
             ($level:ident) => {
                 tracing::$level!(
                     target: "http-log",
+                    http_info = %http_info,
+                    operation = %operation,
+                    dump = %dump,
                     request_id = %self.request_id,
                     status = self.status,
                     method = %self.method,
@@ -144,7 +237,7 @@ impl Drop for Entry {
         }
         if self.status.is_some_and(|status| status >= 500) || self.body_error.is_some() {
             http_log!(error);
-        } else if !complete {
+        } else if !complete || self.status == Some(401) {
             http_log!(warn);
         } else {
             http_log!(info);

@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::pg_dump::{Dumper, Toolbox};
+use crate::pg_dump::{Dumper, RestrictKeys, Toolbox};
 use crate::sources::LiveSources;
 
 use super::conns;
@@ -43,10 +43,12 @@ impl AppState {
             config.limits.max_concurrent,
             config.limits.max_queue,
         );
+        // Dumps are byte-stable per deployment: the restrict key comes from the admin secret.
+        let secret = config.auth.admin_secrets().first();
         AppState {
             metrics: Metrics::new(&pg_dump),
             sources,
-            dumper: Dumper::new(pg_dump, config.limits.timeout),
+            dumper: Dumper::new(pg_dump, config.limits.timeout, RestrictKeys::new(secret)),
             limits,
             max_connections,
             config,

@@ -10,6 +10,7 @@ use super::binaries::{PgDump, Toolbox};
 use super::error::{refused_server_version, DumpError};
 use super::output::Output;
 use super::process::{Job, Processes};
+use super::restrict::RestrictKeys;
 use super::supervise::Hold;
 use crate::server_version::ServerVersions;
 use crate::server_version::Version;
@@ -22,6 +23,7 @@ pub(crate) struct Dumper {
     versions: ServerVersions,
     processes: Processes,
     time_limit: Option<Duration>,
+    restrict_keys: RestrictKeys,
 }
 
 /// A dump whose output has started.
@@ -32,13 +34,19 @@ pub(crate) struct Started {
 }
 
 impl Dumper {
-    /// A dumper running `toolbox`'s binaries, each stopped past `time_limit`, if any.
-    pub(crate) fn new(toolbox: Toolbox, time_limit: Option<Duration>) -> Dumper {
+    /// A dumper running `toolbox`'s binaries, each stopped past `time_limit`, if any, with
+    /// a plain dump's `--restrict-key` from `restrict_keys` when the request gives none.
+    pub(crate) fn new(
+        toolbox: Toolbox,
+        time_limit: Option<Duration>,
+        restrict_keys: RestrictKeys,
+    ) -> Dumper {
         Dumper {
             toolbox,
             versions: ServerVersions::default(),
             processes: Processes::default(),
             time_limit,
+            restrict_keys,
         }
     }
 
@@ -76,12 +84,17 @@ impl Dumper {
         let mut retried = false;
         loop {
             let (binary, server) = self.choose(source).await?;
+            let restrict_key = match wants_restrict_key(args) {
+                true => self.restrict_keys.for_source(&source.name, binary.version),
+                false => None,
+            };
             let job = Job {
                 pg_dump: &binary.path,
                 args,
                 conn: &source.conn,
                 clean,
                 server,
+                restrict_key: restrict_key.as_deref(),
             };
             let stderr = match self
                 .processes
@@ -132,5 +145,37 @@ impl Dumper {
                 Ok((newest, None))
             }
         }
+    }
+}
+
+/// Whether the derived `--restrict-key` goes with `args` (canonical, validated options): a
+/// plain dump (pg_dump takes the key for no other format) whose caller chose no key.
+fn wants_restrict_key(args: &[String]) -> bool {
+    let plain = args
+        .iter()
+        .rev()
+        .find_map(|arg| arg.strip_prefix("--format="))
+        .is_none_or(|format| format == "plain");
+    plain && !args.iter().any(|arg| arg.starts_with("--restrict-key="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_callers_key_and_other_formats_go_without_the_derived_key() {
+        let args = |list: &[&str]| list.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>();
+        assert!(wants_restrict_key(&args(&["--schema-only"])));
+        assert!(wants_restrict_key(&args(&[
+            "--format=custom",
+            "--format=plain"
+        ])));
+        assert!(!wants_restrict_key(&args(&["--format=custom"])));
+        assert!(!wants_restrict_key(&args(&[
+            "--format=plain",
+            "--format=tar"
+        ])));
+        assert!(!wants_restrict_key(&args(&["--restrict-key=mine"])));
     }
 }

@@ -8,13 +8,15 @@
 //! - `binaries`: finding pg_dump binaries, their versions, the choice for a server;
 //! - `dumper`: the entry point, with the retry after a stale version and the fall-back;
 //! - `process`: one pg_dump's command line and start; `supervise`: its stop;
-//! - `output`: its output stream; `error`: how it fails.
+//! - `output`: its output stream; `error`: how it fails;
+//! - `restrict`: the `--restrict-key` derived from the admin secret.
 
 mod binaries;
 mod dumper;
 mod error;
 mod output;
 mod process;
+mod restrict;
 mod supervise;
 
 pub(crate) use crate::server_version::Version;
@@ -22,4 +24,5 @@ pub(crate) use binaries::Toolbox;
 pub(crate) use dumper::{Dumper, Started};
 pub(crate) use error::{DumpError, StreamError};
 pub(crate) use output::Output;
+pub(crate) use restrict::RestrictKeys;
 pub(crate) use supervise::{Hold, Stop};

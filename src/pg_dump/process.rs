@@ -36,6 +36,8 @@ pub(super) struct Job<'a> {
     pub clean: bool,
     /// The server's version, when known.
     pub server: Option<crate::server_version::Version>,
+    /// `--restrict-key`'s value, when the server chooses it (never logged).
+    pub restrict_key: Option<&'a str>,
 }
 
 /// The pg_dump processes of a server: starts them, and stops them all at shutdown.
@@ -116,6 +118,7 @@ fn command(job: &Job<'_>) -> Result<(Command, Option<tempfile::NamedTempFile>), 
     command
         .arg("--encoding=utf8")
         .args(job.args)
+        .args(job.restrict_key.map(|key| format!("--restrict-key={key}")))
         .arg(conn.public())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

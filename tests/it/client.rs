@@ -300,7 +300,7 @@ async fn failures_are_readable_and_leave_no_file() {
 
     // Usage errors are clap's, before any request.
     Run::new(client(&["seed", "create", "s", "--from-table", "\"open"])).expect(2);
-    Run::new(client(&["dump", "--endpoint", "localhost:8080"])).expect(2);
+    Run::new(client(&["dump", "--endpoint", "ftp://localhost:8080"])).expect(2);
     Run::new(client(&["migrate", "create", "a/b", "--from-server"])).expect(2);
     Run::new(client(&["dump", "-H", "no colon"])).expect(2);
 
