@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::cluster::ClusterError;
 use crate::metrics::Failure;
 use crate::pg_dump::DumpError;
 
@@ -51,6 +52,10 @@ pub(crate) enum ApiError {
     },
     #[error(transparent)]
     Dump(#[from] DumpError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("not ready: {}", .0.join("; "))]
+    NotReady(Vec<String>),
 }
 
 /// Seconds a client turned away for a busy source is asked to wait.
@@ -82,7 +87,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy { .. } | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
@@ -96,6 +101,8 @@ impl ApiError {
                 Failure::NoMatch => StatusCode::BAD_REQUEST,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::Cluster(ClusterError::TimedOut { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Cluster(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -106,7 +113,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
-            ApiError::Busy { .. } => "unavailable",
+            ApiError::Busy { .. } | ApiError::NotReady(_) => "unavailable",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"
@@ -121,6 +128,8 @@ impl ApiError {
                 Failure::VersionMismatch => "pg-dump-version-mismatch",
                 _ => "unexpected",
             },
+            ApiError::Cluster(ClusterError::TimedOut { .. }) => "timeout",
+            ApiError::Cluster(_) => "unexpected",
         }
     }
 
@@ -137,6 +146,7 @@ impl ApiError {
     fn internal(&self) -> Option<String> {
         match self {
             ApiError::Dump(err) => err.internal(),
+            ApiError::Cluster(err) => err.internal(),
             _ => None,
         }
     }

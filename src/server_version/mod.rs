@@ -10,6 +10,9 @@
 //! service file (`service`, `PGSERVICE`), GSSAPI/SSPI (Kerberos) authentication or
 //! `load_balance_hosts`, and takes `sslmode=allow` as `prefer`. When it cannot learn the
 //! version, the newest pg_dump runs — libpq honours all of these — and the log says why.
+//!
+//! [`connect`] is the one way the server itself opens a session on a source: the probe's,
+//! and the cluster-wide limit's ([`crate::cluster`]).
 
 mod tls;
 
@@ -19,13 +22,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_postgres::config::{Config, TargetSessionAttrs};
-use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, SimpleQueryMessage, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::conninfo::ConnInfo;
 
-/// How long the probe may take to connect before the dump goes ahead without it.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take to be set up (the probe's: before the dump goes ahead
+/// without it).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A PostgreSQL version, of a server or of a pg_dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,21 +75,54 @@ impl ServerVersions {
     }
 }
 
-/// Connects to `conn` and asks for `server_version_num`.
-pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
-    let mut config = client_config(conn)?;
-    let tls = tls::settings(conn)?;
+/// A connection to a source, as [`connect`] opens it; whoever holds it must poll it.
+pub(crate) type Connection =
+    tokio_postgres::Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
+
+/// Opens a session on `conn` the way pg_dump would (host, user, password, TLS settings; see
+/// the module doc for what is not honoured), named `application_name` in
+/// `pg_stat_activity`. The cluster-wide limit holds its advisory locks on such sessions.
+pub(crate) async fn connect(
+    conn: &ConnInfo,
+    application_name: &str,
+) -> Result<(Client, Connection), ConnectError> {
+    let mut config = client_config(conn).map_err(ConnectError::Settings)?;
+    config.application_name(application_name);
+    let tls = tls::settings(conn).map_err(ConnectError::Settings)?;
     // With sslmode=disable the connector is never used.
     config.ssl_mode(tls.mode);
+    config
+        .connect(MakeRustlsConnect::new(tls.config))
+        .await
+        .map_err(ConnectError::Postgres)
+}
+
+/// Why [`connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// The connection string cannot be used as it is (a bad port, sslmode, certificate…).
+    #[error("{0}")]
+    Settings(String),
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// Connects to `conn` and asks for `server_version_num`.
+pub(crate) async fn probe(conn: &ConnInfo) -> Result<Version, String> {
     let query = async {
-        let (client, connection) = config.connect(MakeRustlsConnect::new(tls.config)).await?;
+        let (client, connection) = connect(conn, "pgdump-api").await?;
         tokio::spawn(connection);
-        client.simple_query("SHOW server_version_num").await
+        Ok::<_, ConnectError>(client.simple_query("SHOW server_version_num").await?)
     };
     let messages = tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(5), query)
         .await
         .map_err(|_| "timed out asking the server for its version".to_owned())?
-        .map_err(|err| format!("could not ask the server for its version: {err}"))?;
+        .map_err(|err| match err {
+            ConnectError::Settings(why) => why,
+            ConnectError::Postgres(err) => {
+                format!("could not ask the server for its version: {err}")
+            }
+        })?;
     let num = messages
         .iter()
         .find_map(|message| match message {

@@ -3,6 +3,7 @@
 mod clean;
 mod clean_security;
 mod client;
+mod cluster;
 mod connections;
 mod dump;
 mod errors;
