@@ -204,23 +204,19 @@ impl ClusterLimits {
         }
         let mut backoff = BACKOFF.0;
         loop {
-            session.listen(&keys).await.map_err(failed)?;
-            loop {
-                if let Some(id) = session.try_lock(&keys).await.map_err(failed)? {
-                    return Ok(session.hold(&keys, id));
+            match wait_on(&session, &keys, &mut backoff).await {
+                Ok(id) => return Ok(session.hold(&keys, id)),
+                Err(SessionError::Lost(error)) => {
+                    // The database restarted, say: wait on a new session.
+                    tracing::info!(target: "cluster", source = %source.name, %error,
+                        "the session waiting for a cluster-wide slot ended; opening another");
+                    tokio::time::sleep(jitter(backoff)).await;
+                    session = Session::open(&source.name, &source.conn)
+                        .await
+                        .map_err(failed)?;
                 }
-                let woken = session.woken(jitter(backoff)).await;
-                backoff = (backoff * 2).min(BACKOFF.1);
-                if woken.is_err() {
-                    break;
-                }
+                Err(err) => return Err(failed(err)),
             }
-            // The session ended (the database restarted, say): wait on a new one.
-            tracing::info!(target: "cluster", source = %source.name,
-                "the session waiting for a cluster-wide slot ended; opening another");
-            session = Session::open(&source.name, &source.conn)
-                .await
-                .map_err(failed)?;
         }
     }
 
@@ -230,6 +226,23 @@ impl ClusterLimits {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         Arc::clone(lines.entry(source.to_owned()).or_default())
+    }
+}
+
+/// Waits on `session` until it takes a slot of `keys`: tries them all, then waits for a
+/// freed slot's announcement or `backoff`, which grows up to its bound.
+async fn wait_on(
+    session: &Session,
+    keys: &Keys,
+    backoff: &mut Duration,
+) -> Result<i32, SessionError> {
+    session.listen(keys).await?;
+    loop {
+        if let Some(id) = session.try_lock(keys).await? {
+            return Ok(id);
+        }
+        session.woken(jitter(*backoff)).await?;
+        *backoff = (*backoff * 2).min(BACKOFF.1);
     }
 }
 

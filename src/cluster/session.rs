@@ -149,8 +149,12 @@ impl Session {
             .await
             .map_err(|_| SessionError::Lost("the database did not answer".to_owned()))?
             .map_err(|err| match err.as_db_error() {
-                Some(db) => SessionError::Refused(format!("{}: {}", db.severity(), db.message())),
-                None => SessionError::Lost(err.to_string()),
+                // FATAL and PANIC end the session (a restart, an administrator's
+                // pg_terminate_backend): the slot was not refused, the session was lost.
+                Some(db) if db.severity() == "ERROR" => {
+                    SessionError::Refused(format!("{}: {}", db.severity(), db.message()))
+                }
+                _ => SessionError::Lost(err.to_string()),
             })?;
         let row = messages.iter().find_map(|message| match message {
             SimpleQueryMessage::Row(row) => Some(
