@@ -111,10 +111,18 @@ impl Session {
         Ok(taken.and_then(|id| id.parse().ok()))
     }
 
-    /// Asks to be told whenever a slot of `keys` is freed.
+    /// Asks to be told whenever a slot of `keys` is freed. A hot standby refuses `LISTEN`
+    /// (though not advisory locks): there the back-off alone paces the tries.
     pub(super) async fn listen(&self, keys: &Keys) -> Result<(), SessionError> {
-        self.query(&format!("LISTEN {}", keys.channel())).await?;
-        Ok(())
+        match self.query(&format!("LISTEN {}", keys.channel())).await {
+            Ok(_) => Ok(()),
+            Err(SessionError::Refused(error)) => {
+                tracing::debug!(target: "cluster", source = %self.events.source, %error,
+                    "cannot LISTEN for freed slots; polling only");
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Waits until a slot is announced as freed, or for `backoff` at most (a replica that
