@@ -164,6 +164,12 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) pg_dump_max_concurrent: u32,
 
+    /// At most this many pg_dump processes run per source across every replica sharing this
+    /// setting, held as PostgreSQL advisory locks in the source database; 0 means no limit.
+    #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT_CLUSTER", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub(crate) pg_dump_max_concurrent_cluster: u32,
+
     /// At most this many requests per source wait for a pg_dump slot; more get a 503.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_MAX_QUEUE", default_value_t = 32)]
     pub(crate) pg_dump_max_queue: u32,
@@ -305,6 +311,8 @@ pub(crate) struct DumpLimits {
     pub(crate) max_concurrent: usize,
     /// Requests waiting per source.
     pub(crate) max_queue: usize,
+    /// pg_dump processes per source across every replica; 0: no such limit.
+    pub(crate) max_concurrent_cluster: u32,
     /// How long one pg_dump may run.
     pub(crate) timeout: Option<Duration>,
 }
@@ -364,6 +372,7 @@ impl Config {
             limits: DumpLimits {
                 max_concurrent: args.pg_dump_max_concurrent as usize,
                 max_queue: args.pg_dump_max_queue as usize,
+                max_concurrent_cluster: args.pg_dump_max_concurrent_cluster,
                 timeout: (args.pg_dump_timeout > 0)
                     .then(|| Duration::from_secs(args.pg_dump_timeout)),
             },
@@ -591,6 +600,7 @@ pub(crate) mod tests {
             DumpLimits {
                 max_concurrent: 4,
                 max_queue: 32,
+                max_concurrent_cluster: 0,
                 timeout: None
             }
         );
@@ -605,6 +615,17 @@ pub(crate) mod tests {
         let config = Config::from_args(serve(&["--max-connections", "300"])).unwrap();
         assert_eq!(config.max_connections, Some(300));
         assert_eq!(config.send_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_cluster_limit_is_off_by_default_and_bounded() {
+        let config = Config::from_args(serve(&["--pg-dump-max-concurrent-cluster", "3"])).unwrap();
+        assert_eq!(config.limits.max_concurrent_cluster, 3);
+        let command =
+            ServeArgs::augment_args(clap::Command::new("serve")).mut_args(|arg| arg.env(None));
+        let too_many =
+            command.try_get_matches_from(["serve", "--pg-dump-max-concurrent-cluster", "1025"]);
+        assert!(too_many.is_err());
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //!   [`pg_dump`] can choose the matching pg_dump, run it, and stream its output;
 //! - [`clean`]: the SQL-aware filter behind `clean_output`.
 //!
-//! [`limits`] bounds how many pg_dump run and wait per source, [`metrics`] counts what
-//! happens to dumps.
+//! [`limits`] bounds how many pg_dump run and wait per source, [`cluster`] how many run per
+//! source across every replica (with advisory locks in the source database), [`metrics`]
+//! counts what happens to dumps.
 //!
 //! [`cli`] is the command line; [`config`] turns `serve`'s flags and environment into a
 //! typed configuration, [`serve`] starts the server from it, and [`logging`] writes
@@ -32,6 +33,7 @@ mod catalog;
 pub mod clean;
 pub mod cli;
 pub mod client;
+mod cluster;
 pub mod config;
 mod conninfo;
 mod http;

@@ -87,6 +87,8 @@ pub(crate) enum Failure {
     ClientGone,
     /// The client accepted no bytes for the send timeout and was dropped.
     SendTimeout,
+    /// No cluster-wide slot could be had (the time limit aside).
+    ClusterLimit,
 }
 
 impl Failure {
@@ -121,6 +123,7 @@ impl Failure {
             Failure::Timeout => "timeout",
             Failure::ClientGone => "client_gone",
             Failure::SendTimeout => "send_timeout",
+            Failure::ClusterLimit => "cluster_limit",
         }
     }
 }
@@ -233,6 +236,11 @@ impl Metrics {
             "Failed reads of Hasura's metadata, by reason (unreachable, invalid)",
             counters.failures.clone(),
         );
+    }
+
+    /// The registry, for a module that registers metrics of its own.
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     fn source(source: &str) -> SourceLabel {

@@ -210,8 +210,15 @@ async fn dump(
             });
         }
     };
-    // The slot is held until pg_dump has exited, not merely until the response ends.
-    let slot: Hold = Arc::new(slot);
+    let cluster_slot = match state.cluster.acquire(source).await {
+        Ok(cluster_slot) => cluster_slot,
+        Err(err) => {
+            attempt.failed(err.failure());
+            return Err(err.into());
+        }
+    };
+    // The slots are held until pg_dump has exited, not merely until the response ends.
+    let slot: Hold = Arc::new((slot, cluster_slot));
     let started = state
         .dumper
         .start(source, &options.args, request.clean_output, slot)

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::catalog::CatalogError;
+use crate::cluster::ClusterError;
 use crate::metrics::Failure;
 use crate::pg_dump::DumpError;
 use crate::sources::Unavailable;
@@ -65,6 +66,10 @@ pub(crate) enum ApiError {
     },
     #[error(transparent)]
     Dump(#[from] DumpError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("not ready: {}", .0.join("; "))]
+    NotReady(Vec<String>),
 }
 
 /// Seconds a client turned away for a busy source is asked to wait.
@@ -97,7 +102,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy { .. } | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Catalog(CatalogError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::SourceUnusable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -115,6 +120,8 @@ impl ApiError {
                 Failure::NoMatch => StatusCode::BAD_REQUEST,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
+            ApiError::Cluster(ClusterError::TimedOut { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Cluster(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -125,7 +132,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
-            ApiError::Busy { .. } => "unavailable",
+            ApiError::Busy { .. } | ApiError::NotReady(_) => "unavailable",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::SourceUnusable { .. } => "unexpected",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
@@ -144,6 +151,8 @@ impl ApiError {
                 Failure::VersionMismatch => "pg-dump-version-mismatch",
                 _ => "unexpected",
             },
+            ApiError::Cluster(ClusterError::TimedOut { .. }) => "timeout",
+            ApiError::Cluster(_) => "unexpected",
         }
     }
 
@@ -160,6 +169,7 @@ impl ApiError {
     fn internal(&self) -> Option<String> {
         match self {
             ApiError::Dump(err) => err.internal(),
+            ApiError::Cluster(err) => err.internal(),
             _ => None,
         }
     }

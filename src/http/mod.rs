@@ -88,8 +88,12 @@ fn only(route: MethodRouter<Arc<AppState>>, allow: &'static str) -> MethodRouter
     })
 }
 
-async fn healthz() -> &'static str {
-    "OK"
+/// Readiness: `OK` when this replica can serve dumps, else a 503 naming what it lacks.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    match state.not_ready() {
+        missing if missing.is_empty() => "OK".into_response(),
+        missing => ApiError::NotReady(missing).into_response(),
+    }
 }
 
 async fn version() -> Response {

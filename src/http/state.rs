@@ -1,6 +1,7 @@
 //! [`AppState`]: what every request may read — the configuration as given, and what the
 //! server built from it (sources, the pg_dump runner, limits, metrics).
 
+use crate::cluster::ClusterLimits;
 use crate::config::Config;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -19,6 +20,8 @@ pub(crate) struct AppState {
     /// Runs pg_dump: the installed binaries, the servers' versions, the processes.
     pub dumper: Dumper,
     pub limits: Limits,
+    /// The limits across replicas, taken after `limits`.
+    pub cluster: ClusterLimits,
     pub metrics: Metrics,
     /// How many connections are kept open at most: `config.max_connections`, or the default
     /// derived from the open-files limit.
@@ -45,13 +48,42 @@ impl AppState {
         );
         // Dumps are byte-stable per deployment: the restrict key comes from the admin secret.
         let secret = config.auth.admin_secrets().first();
+        let mut metrics = Metrics::new(&pg_dump);
+        let cluster = ClusterLimits::new(
+            config.limits.max_concurrent_cluster,
+            config.limits.timeout,
+            metrics.registry_mut(),
+        );
         AppState {
-            metrics: Metrics::new(&pg_dump),
+            metrics,
+            cluster,
             sources,
             dumper: Dumper::new(pg_dump, config.limits.timeout, RestrictKeys::new(secret)),
             limits,
             max_connections,
             config,
         }
+    }
+
+    /// What keeps this replica from serving dumps (for `/healthz`); empty when it is ready.
+    pub(crate) fn not_ready(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        if self.sources.snapshot().postgres_names().next().is_none() {
+            missing.push("no PostgreSQL source is loaded".to_owned());
+        }
+        let binaries = self.dumper.toolbox().binaries();
+        if binaries.is_empty() {
+            missing.push("no pg_dump binary is configured".to_owned());
+        } else if !binaries.iter().any(|binary| binary.path.is_file()) {
+            let paths: Vec<String> = binaries
+                .iter()
+                .map(|binary| binary.path.display().to_string())
+                .collect();
+            missing.push(format!(
+                "no pg_dump binary is there any more: {}",
+                paths.join(", ")
+            ));
+        }
+        missing
     }
 }

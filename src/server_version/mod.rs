@@ -11,6 +11,9 @@
 //! service file (`service`, `PGSERVICE`), GSSAPI/SSPI (Kerberos) authentication or
 //! `load_balance_hosts`, and takes `sslmode=allow` as `prefer`. When it cannot learn the
 //! version, the newest pg_dump runs — libpq honours all of these — and the log says why.
+//!
+//! [`connect`] is the one way the server itself opens a session on a source: the probe's,
+//! and the cluster-wide limit's ([`crate::cluster`]).
 
 mod tls;
 
@@ -20,13 +23,15 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio_postgres::config::{Config, TargetSessionAttrs};
-use tokio_postgres::SimpleQueryMessage;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, SimpleQueryMessage, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::conninfo::ConnInfo;
 
-/// How long the probe may take to connect before the dump goes ahead without it.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may take to be set up (the probe's: before the dump goes ahead
+/// without it).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A PostgreSQL version, of a server or of a pg_dump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,17 +79,45 @@ impl ServerVersions {
     }
 }
 
-/// Connects to `conn` as libpq would (see the module's notes for what is not honoured); the
-/// connection runs on a task of its own until the client is dropped.
-pub(crate) async fn connect(conn: &ConnInfo) -> Result<tokio_postgres::Client, String> {
-    let mut config = client_config(conn)?;
-    let tls = tls::settings(conn)?;
+/// A connection to a source, as [`open`] opens it; whoever holds it must poll it.
+pub(crate) type Connection =
+    tokio_postgres::Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
+
+/// Opens a session on `conn` the way pg_dump would (host, user, password, TLS settings; see
+/// the module doc for what is not honoured), named `application_name` in
+/// `pg_stat_activity`. The cluster-wide limit holds its advisory locks on such sessions.
+pub(crate) async fn open(
+    conn: &ConnInfo,
+    application_name: &str,
+) -> Result<(Client, Connection), ConnectError> {
+    let mut config = client_config(conn).map_err(ConnectError::Settings)?;
+    config.application_name(application_name);
+    let tls = tls::settings(conn).map_err(ConnectError::Settings)?;
     // With sslmode=disable the connector is never used.
     config.ssl_mode(tls.mode);
-    let (client, connection) = config
+    config
         .connect(MakeRustlsConnect::new(tls.config))
         .await
-        .map_err(|err| describe(&err))?;
+        .map_err(ConnectError::Postgres)
+}
+
+/// Why [`open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// The connection string cannot be used as it is (a bad port, sslmode, certificate…).
+    #[error("{0}")]
+    Settings(String),
+    /// PostgreSQL's own words when the server refused (see [`describe`]).
+    #[error("{}", describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// A session on `conn` named `pgdump-api`, its connection driven by a task of its own until
+/// the client is dropped.
+pub(crate) async fn connect(conn: &ConnInfo) -> Result<Client, String> {
+    let (client, connection) = open(conn, "pgdump-api")
+        .await
+        .map_err(|err| err.to_string())?;
     tokio::spawn(connection);
     Ok(client)
 }

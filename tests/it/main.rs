@@ -5,6 +5,7 @@ mod clean;
 mod clean_security;
 mod client;
 mod client_project;
+mod cluster;
 mod connections;
 mod dump;
 mod errors;

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::{state, SECRET};
+use super::{config, installed_pg_dump, state, state_of, DATABASE_URL, SECRET};
 use crate::http::dump::BODY_LIMIT;
 use crate::http::{app, AppState};
 
@@ -96,7 +96,10 @@ fn not_admin() -> Value {
 
 #[tokio::test]
 async fn healthz_and_version_are_public() {
-    let state = state(&["--admin-secret", SECRET]);
+    let state = state_of(
+        config(DATABASE_URL, &["--admin-secret", SECRET]),
+        installed_pg_dump(),
+    );
     let reply = send(&state, get("/healthz")).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.text(), "OK");
@@ -118,6 +121,22 @@ async fn healthz_and_version_are_public() {
         &reply,
         404,
         error("resource does not exist", "$", "not-found"),
+    );
+}
+
+/// Readiness: a replica without a pg_dump to run is taken out of a load balancer's rotation.
+#[tokio::test]
+async fn healthz_is_503_without_a_pg_dump() {
+    let state = state(&[]);
+    let reply = send(&state, get("/healthz")).await;
+    assert_error(
+        &reply,
+        503,
+        error(
+            "not ready: no pg_dump binary is configured",
+            "$",
+            "unavailable",
+        ),
     );
 }
 

@@ -151,10 +151,11 @@ fn pg_dump_child(url: &str) -> Option<u32> {
 /// half-way through its request headers.
 async fn open_clients(addr: SocketAddr) -> Vec<(&'static str, TcpStream)> {
     let mut idle = TcpStream::connect(addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    // Not /healthz: without pg_dump this server is not ready, and says so.
+    idle.write_all(b"GET /v1/version HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
-    let head = read_until(&mut idle, b"\r\n\r\nOK").await;
+    let head = read_until(&mut idle, b"\"}").await;
     assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
     // The handler waits for a body that never comes; the 100 Continue says that it reads it.
     let mut in_flight = TcpStream::connect(addr).await.unwrap();

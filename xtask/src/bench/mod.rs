@@ -142,6 +142,7 @@ pub(crate) fn run() -> Result<()> {
             .build()?,
         secret: random_hex()?,
         concurrency: settings.concurrency,
+        cluster_slots: 0,
         db: String::new(),
         server: None,
         results: HashMap::new(),
@@ -185,6 +186,8 @@ struct Bench<'a> {
     http: reqwest::Client,
     secret: String,
     concurrency: u64,
+    /// The server's `--pg-dump-max-concurrent-cluster` (0: off).
+    cluster_slots: u64,
     /// The database the server serves now.
     db: String,
     server: Option<Server>,
@@ -326,6 +329,35 @@ impl Bench<'_> {
             self.record("concurrent_api", us);
         }
         self.spread(&["concurrent_raw", "concurrent_api"]);
+
+        // 4. The same with the cluster-wide limit on, never reached: what taking a slot (an
+        //    advisory lock on a session of its own) costs each dump.
+        self.cluster_slots = self.concurrency;
+        self.start_server("bench_tiny")?;
+        step(&format!(
+            "tiny schema dumps with the cluster-wide limit on ({} slots)",
+            self.cluster_slots
+        ));
+        self.api(TINY_BODY)?;
+        for _ in 0..tiny_rounds {
+            let us = self.raw(TINY_OPTS)?;
+            self.record("tiny_raw_cluster", us);
+            let (us, _) = self.api(TINY_BODY)?;
+            self.record("tiny_api_cluster", us);
+        }
+        for _ in 0..rounds {
+            let us = self.raw_concurrent(TINY_OPTS)?;
+            self.record("concurrent_raw_cluster", us);
+            let us = self.api_concurrent(TINY_BODY)?;
+            self.record("concurrent_api_cluster", us);
+        }
+        self.spread(&[
+            "tiny_raw_cluster",
+            "tiny_api_cluster",
+            "concurrent_raw_cluster",
+            "concurrent_api_cluster",
+        ]);
+        self.cluster_slots = 0;
         self.server = None;
 
         let medians = self

@@ -164,6 +164,19 @@ impl Figures {
             ms(p_api),
             p_raw / p_api
         ));
+        let (sc_raw, sc_api) = (self.m("tiny_raw_cluster"), self.m("tiny_api_cluster"));
+        let (pc_raw, pc_api) = (
+            self.m("concurrent_raw_cluster"),
+            self.m("concurrent_api_cluster"),
+        );
+        rows.push(format!(
+            "| tiny schema dump, cluster-wide limit on (never reached), median latency | {} | {} | {:+.1} ms (limit off: {:+.1} ms) | |",
+            ms(sc_raw), ms(sc_api), (sc_api - sc_raw) / 1e3, (s_api - s_raw) / 1e3
+        ));
+        rows.push(format!(
+            "| {} concurrent tiny schema dumps, cluster-wide limit on, total | {} | {} | {:.3}× raw (limit off: {:.3}×) | |",
+            settings.concurrency, ms(pc_raw), ms(pc_api), pc_raw / pc_api, p_raw / p_api
+        ));
         rows.join("\n")
     }
 }

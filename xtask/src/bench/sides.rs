@@ -24,10 +24,16 @@ impl Bench<'_> {
                 admin_secret: &self.secret,
                 pg_dump: &self.cluster.pg_dump(),
                 port: 0,
-                env: &[(
-                    "HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT",
-                    self.concurrency.to_string(),
-                )],
+                env: &[
+                    (
+                        "HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT",
+                        self.concurrency.to_string(),
+                    ),
+                    (
+                        "HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT_CLUSTER",
+                        self.cluster_slots.to_string(),
+                    ),
+                ],
                 echo: false,
             },
         )?);
