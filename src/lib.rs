@@ -10,6 +10,9 @@
 //!   [`pg_dump`] can choose the matching pg_dump, run it, and stream its output;
 //! - [`clean`]: the SQL-aware filter behind `clean_output`.
 //!
+//! In front mode, [`front`] passes every other request to the Hasura behind pgdump-api and
+//! asks it to judge credentials other than a known admin secret.
+//!
 //! [`limits`] bounds how many pg_dump run and wait per source, [`metrics`] counts what
 //! happens to dumps.
 //!
@@ -32,6 +35,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod conninfo;
+mod front;
 mod http;
 mod limits;
 mod logging;

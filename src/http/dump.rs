@@ -21,6 +21,7 @@ use super::error::ApiError;
 use super::request::DumpRequest;
 use super::state::AppState;
 use crate::auth::{self, ADMIN_ROLE};
+use crate::front;
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
 use crate::pg_dump::{DumpError, Hold, Output, Started, Stop, Version};
@@ -43,9 +44,16 @@ pub(super) async fn pg_dump(
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
     // never gets the server to read its body. Hyper skips a body that has already arrived
     // (keeping the connection) and closes the connection after the answer otherwise.
-    let role = match auth::authenticate(&state.config.auth, &headers) {
-        Ok(role) => role,
-        Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
+    let role = match &state.front {
+        // In front mode the upstream judges what pgdump-api cannot.
+        Some(front) => match front::authenticate(front, &state.config.auth, &headers).await {
+            Ok(role) => role,
+            Err(refused) => return refused,
+        },
+        None => match auth::authenticate(&state.config.auth, &headers) {
+            Ok(role) => role,
+            Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
+        },
     };
     let body = match read_body(&headers, body, state.config.request_header_timeout).await {
         Ok(body) => body,

@@ -51,6 +51,9 @@ pub(crate) enum ApiError {
     },
     #[error(transparent)]
     Dump(#[from] DumpError),
+    /// Front mode: the upstream could not be reached, or did not answer as it must.
+    #[error("the upstream Hasura GraphQL Engine did not answer: {0}")]
+    Upstream(String),
 }
 
 /// Seconds a client turned away for a busy source is asked to wait.
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
             | ApiError::InvalidJson(_)
@@ -107,6 +111,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
             ApiError::Busy { .. } => "unavailable",
+            ApiError::Upstream(_) => "bad-gateway",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {
                 "access-denied"

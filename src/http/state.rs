@@ -2,6 +2,7 @@
 //! server built from it (sources, the pg_dump runner, limits, metrics).
 
 use crate::config::Config;
+use crate::front::Front;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::pg_dump::{Dumper, Toolbox};
@@ -22,6 +23,8 @@ pub(crate) struct AppState {
     /// How many connections are kept open at most: `config.max_connections`, or the default
     /// derived from the open-files limit.
     pub max_connections: usize,
+    /// Front mode: the upstream Hasura that every other request goes to.
+    pub front: Option<Front>,
 }
 
 impl AppState {
@@ -42,6 +45,7 @@ impl AppState {
             dumper: Dumper::new(pg_dump, config.limits.timeout),
             limits,
             max_connections,
+            front: config.upstream.clone().map(Front::new),
             config,
         }
     }

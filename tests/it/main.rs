@@ -6,6 +6,7 @@ mod client;
 mod connections;
 mod dump;
 mod errors;
+mod front;
 mod matrix;
 mod probe;
 mod process;
