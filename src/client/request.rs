@@ -81,6 +81,30 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// One call to the metadata API (`ENDPOINT/v1/metadata`): its status and JSON answer
+    /// (`null` when the answer is not JSON).
+    pub(super) async fn metadata(
+        &self,
+        call: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let mut url = self.url.clone();
+        let base = url.path().trim_end_matches("/v1alpha1/pg_dump").to_owned();
+        url.set_path(&format!("{base}/v1/metadata"));
+        let response = self
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(call.to_string())
+            .send()
+            .await
+            .map_err(|err| format!("could not reach the server: {err}"))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|err| err.to_string())?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+    }
+}
+
 /// `ENDPOINT/v1alpha1/pg_dump`, keeping any path prefix the endpoint has.
 fn endpoint_url(endpoint: &Url) -> Url {
     let mut url = endpoint.clone();

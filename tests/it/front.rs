@@ -588,3 +588,53 @@ async fn requests_that_must_not_be_forwarded_are_refused_or_neutralised() {
     assert_eq!(seen.len(), before, "{:?}", &seen[before..]);
     assert!(seen.iter().all(|s| s.path != "/v1/smuggled"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_marks_its_migration_applied_when_the_server_has_the_metadata_api() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let hasura = Hasura::start().await;
+    let fronted = front(&db, &hasura, true);
+    let bare = Server::builder(&db.url).secret(ADMIN_SECRET).start();
+    let project = tempfile::tempdir().unwrap();
+    let migrate = |server: &Server| {
+        let output = crate::support::pgdump_api()
+            .args(["migrate", "create", "init", "--from-server", "--endpoint"])
+            .arg(server.url(""))
+            .args(["--admin-secret", ADMIN_SECRET, "--project"])
+            .arg(project.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        let up_sql = String::from_utf8(output.stdout).unwrap();
+        // .../migrations/default/VERSION_init/up.sql
+        let version = up_sql
+            .trim()
+            .rsplit('/')
+            .nth(1)
+            .unwrap()
+            .split('_')
+            .next()
+            .unwrap()
+            .to_owned();
+        (version, stderr)
+    };
+    let (version, stderr) = migrate(&fronted);
+    assert!(
+        stderr.contains(&format!("marked migration {version} as applied")),
+        "{stderr}"
+    );
+    assert_eq!(
+        hasura.shared.cli_state()["migrations"]["default"][&version],
+        false
+    );
+    // A bare pgdump-api: the migration is written, and the user told how to mark it.
+    let (version, stderr) = migrate(&bare);
+    assert!(
+        stderr.contains(&format!(
+            "hasura migrate apply --skip-execution --version {version} --database-name default"
+        )),
+        "{stderr}"
+    );
+}
