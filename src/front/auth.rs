@@ -7,6 +7,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
 
 use super::{headers, Front, PassedThrough, CHECK_TIMEOUT};
 use crate::auth::{self, ADMIN_ROLE};
@@ -16,6 +17,9 @@ use crate::http::error::ApiError;
 /// An admin-only metadata call that reads and changes nothing of consequence: the Hasura CLI
 /// itself sends it on every command.
 const ADMIN_CHECK: &str = r#"{"type":"get_catalog_state","args":{}}"#;
+
+/// Most of the admin check's answer read before its connection is given up instead.
+const ANSWER_LIMIT: usize = 1024 * 1024;
 
 const SECRET_HEADERS: [&str; 2] = ["x-hasura-admin-secret", "x-hasura-access-key"];
 
@@ -40,7 +44,6 @@ async fn ask_upstream(front: &Front, sent: &HeaderMap) -> Result<String, Respons
     for name in [
         header::CONTENT_LENGTH,
         header::CONTENT_ENCODING,
-        header::EXPECT,
         header::ACCEPT_ENCODING,
     ] {
         headers.remove(name);
@@ -63,7 +66,12 @@ async fn ask_upstream(front: &Front, sent: &HeaderMap) -> Result<String, Respons
         }
     };
     match response.status() {
-        StatusCode::OK => Ok(ADMIN_ROLE.to_owned()),
+        StatusCode::OK => {
+            // Read to its end (it is small), so that the connection goes back to the pool.
+            let body = Limited::new(response.into_body(), ANSWER_LIMIT);
+            let _ = tokio::time::timeout(CHECK_TIMEOUT, body.collect()).await;
+            Ok(ADMIN_ROLE.to_owned())
+        }
         status if status.is_client_error() => Err(refusal(response)),
         status => {
             Err(ApiError::Upstream(format!("the admin check answered {status}")).into_response())

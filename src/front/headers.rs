@@ -60,6 +60,8 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// proxy before us wrote), `-Proto` and `-Host` (kept when a proxy before us set them).
 pub(super) fn for_upstream(headers: &mut HeaderMap, peer: Option<SocketAddr>, upgrade: bool) {
     strip_hop_by_hop(headers, upgrade);
+    // This hop answered `Expect: 100-continue` already (hyper does when the body is read).
+    headers.remove(header::EXPECT);
     let host = headers.remove(header::HOST);
     if let Some(peer) = peer {
         let ip = peer.ip().to_canonical().to_string();
@@ -102,6 +104,7 @@ mod tests {
             ("proxy-authorization", "Basic eA=="),
             ("authorization", "Bearer token"),
             ("host", "front.example"),
+            ("expect", "100-continue"),
             ("x-forwarded-for", "10.0.0.1"),
         ]);
         let peer = "[::ffff:192.0.2.7]:4000".parse().ok();
