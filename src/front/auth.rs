@@ -4,6 +4,8 @@
 //! role) — goes to the upstream on an admin-only metadata call that changes nothing. The
 //! upstream's 200 makes the caller admin; its 4xx is passed back word for word.
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -28,18 +30,24 @@ pub(crate) async fn authenticate(
     front: &Front,
     mode: &AuthMode,
     sent: &HeaderMap,
+    peer: Option<SocketAddr>,
 ) -> Result<String, Response> {
     let sends_secret = SECRET_HEADERS.iter().any(|name| sent.contains_key(*name));
     if sends_secret && matches!(mode, AuthMode::Secret { .. }) {
         return auth::authenticate(mode, sent).map_err(|err| ApiError::from(err).into_response());
     }
-    ask_upstream(front, sent).await
+    ask_upstream(front, sent, peer).await
 }
 
-/// Sends the caller's headers with [`ADMIN_CHECK`] to the upstream's metadata API.
-async fn ask_upstream(front: &Front, sent: &HeaderMap) -> Result<String, Response> {
+/// Sends the caller's headers with [`ADMIN_CHECK`] to the upstream's metadata API, naming the
+/// caller in `X-Forwarded-For` as a passed-through request would.
+async fn ask_upstream(
+    front: &Front,
+    sent: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Result<String, Response> {
     let mut headers = sent.clone();
-    headers::for_upstream(&mut headers, None, false);
+    headers::for_upstream(&mut headers, peer, false);
     // The request is ours: only its credentials are the caller's.
     for name in [
         header::CONTENT_LENGTH,

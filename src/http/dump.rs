@@ -2,13 +2,14 @@
 //! admin check, source, options — then pg_dump's output as a streamed 200.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{self, header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -39,6 +40,7 @@ pub(super) async fn pg_dump(
     http_version: http::Version,
     headers: HeaderMap,
     cut: Option<Extension<Cut>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Body,
 ) -> Response {
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
@@ -46,10 +48,13 @@ pub(super) async fn pg_dump(
     // (keeping the connection) and closes the connection after the answer otherwise.
     let role = match &state.front {
         // In front mode the upstream judges what pgdump-api cannot.
-        Some(front) => match front::authenticate(front, &state.config.auth, &headers).await {
-            Ok(role) => role,
-            Err(refused) => return refused,
-        },
+        Some(front) => {
+            let peer = peer.map(|Extension(ConnectInfo(peer))| peer);
+            match front::authenticate(front, &state.config.auth, &headers, peer).await {
+                Ok(role) => role,
+                Err(refused) => return refused,
+            }
+        }
         None => match auth::authenticate(&state.config.auth, &headers) {
             Ok(role) => role,
             Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
