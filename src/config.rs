@@ -205,6 +205,12 @@ pub struct ServeArgs {
         default_value_t = 60
     )]
     pub(crate) graceful_shutdown_timeout: u64,
+
+    /// Front mode: the Hasura GraphQL Engine (`http://host:port`) that every request but
+    /// POST /v1alpha1/pg_dump (and /v1/metrics) is passed to; credentials other than a known
+    /// admin secret are checked by asking it.
+    #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_UPSTREAM")]
+    pub(crate) upstream: Option<String>,
 }
 
 /// Log levels, from the most to the least verbose.
@@ -302,6 +308,9 @@ pub(crate) struct Config {
     pub(crate) send_timeout: Duration,
     pub(crate) metrics_secret: Option<Secret>,
     pub(crate) graceful_shutdown_timeout: Duration,
+    /// Front mode's upstream: scheme `http`, an authority, and a base path without a
+    /// trailing `/` (often empty).
+    pub(crate) upstream: Option<axum::http::Uri>,
 }
 
 /// How much pg_dump work the server takes on.
@@ -384,8 +393,37 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(Secret::new),
             graceful_shutdown_timeout: Duration::from_secs(args.graceful_shutdown_timeout),
+            upstream: args
+                .upstream
+                .filter(|url| !url.trim().is_empty())
+                .map(|url| upstream(url.trim()))
+                .transpose()
+                .context("invalid --upstream / HASURA_GRAPHQL_PG_DUMP_UPSTREAM")?,
         })
     }
+}
+
+/// The upstream's URL: `http://host[:port][/base]`, without query or fragment.
+fn upstream(url: &str) -> anyhow::Result<axum::http::Uri> {
+    let uri: axum::http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => bail!(
+            "{url:?}: https upstreams are not supported; reach Hasura over http inside the \
+             deployment (pgdump-api in front of it terminates nothing but HTTP)"
+        ),
+        _ => bail!("{url:?}: expected http://HOST[:PORT]"),
+    }
+    if uri.authority().is_none() || uri.query().is_some() || url.contains('#') {
+        bail!("{url:?}: expected http://HOST[:PORT][/PATH], without query or fragment");
+    }
+    let base = uri.path().trim_end_matches('/');
+    let authority = uri.authority().expect("checked above");
+    Ok(format!("http://{authority}{base}")
+        .parse()
+        .expect("a part of a valid URI is valid"))
 }
 
 /// The authentication settings as given.
@@ -626,6 +664,25 @@ pub(crate) mod tests {
         let too_many =
             command.try_get_matches_from(["serve", "--pg-dump-max-concurrent-cluster", "1025"]);
         assert!(too_many.is_err());
+    }
+
+    #[test]
+    fn upstream_is_an_http_url_with_an_optional_base_path() {
+        let of = |url: &str| Config::from_args(serve(&["--upstream", url]));
+        let config = of("http://hasura:8080/").unwrap();
+        assert_eq!(config.upstream.unwrap().to_string(), "http://hasura:8080/");
+        let config = of("http://hasura/base/").unwrap();
+        assert_eq!(config.upstream.unwrap().path(), "/base");
+        assert_eq!(of("").unwrap().upstream, None);
+        for bad in [
+            "hasura:8080",
+            "https://hasura",
+            "http://hasura/?a=1",
+            "ftp://x",
+        ] {
+            let err = format!("{:#}", of(bad).unwrap_err());
+            assert!(err.contains("--upstream"), "{bad}: {err}");
+        }
     }
 
     #[test]

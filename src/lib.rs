@@ -11,6 +11,9 @@
 //!   [`pg_dump`] can choose the matching pg_dump, run it, and stream its output;
 //! - [`clean`]: the SQL-aware filter behind `clean_output`.
 //!
+//! In front mode, [`front`] passes every other request to the Hasura behind pgdump-api and
+//! asks it to judge credentials other than a known admin secret.
+//!
 //! [`limits`] bounds how many pg_dump run and wait per source, [`cluster`] how many run per
 //! source across every replica (with advisory locks in the source database), [`metrics`]
 //! counts what happens to dumps.
@@ -36,6 +39,7 @@ pub mod client;
 mod cluster;
 pub mod config;
 mod conninfo;
+mod front;
 mod http;
 mod limits;
 mod logging;

@@ -92,6 +92,8 @@ pub(crate) enum Method {
     AdminSecret,
     Jwt,
     AuthHook,
+    /// Front mode: the upstream Hasura judged the credentials.
+    Upstream,
     /// No credential: the configured unauthorized role.
     UnauthorizedRole,
 }
@@ -104,6 +106,7 @@ impl Method {
             Method::AdminSecret => "admin-secret",
             Method::Jwt => "jwt",
             Method::AuthHook => "auth-hook",
+            Method::Upstream => "upstream",
             Method::UnauthorizedRole => "unauthorized-role",
         }
     }

@@ -5,11 +5,13 @@
 //! [`request`] sends the request and streams the answer, [`output`] writes it atomically and
 //! [`progress`] shows how it goes. A dump that was cut short never looks complete: files are
 //! written beside their final path and renamed only when the response ended complete; every
-//! failure, and Ctrl-C, SIGTERM or SIGHUP, removes what was written.
+//! failure, and Ctrl-C, SIGTERM or SIGHUP, removes what was written. [`applied`] marks a new
+//! migration applied on a server that has Hasura's metadata API.
 //!
 //! [`error`] holds the kinds of failure and the exit status of each, so that scripts can
 //! tell them apart.
 
+mod applied;
 pub mod args;
 pub mod error;
 mod names;
@@ -91,14 +93,18 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             source: source(settings.layout()?, &args.database_name),
         };
         let endpoint = Endpoint::new(&settings, &args.connect)?;
-        let name = format!("{}_{}", timestamp_ms(), args.name);
+        let version = timestamp_ms();
+        let name = format!("{version}_{}", args.name);
         let dir = settings.migration_dir(&args.database_name, &name)?;
         let staging = AtomicDir::create(&dir)?;
         let mut file = AtomicFile::create(&staging.staged("up.sql"))?;
         fetch(&endpoint, &request, &mut file, progress(&args.connect)).await?;
         file.commit()?;
         let dir = staging.commit()?;
-        print_path(&dir.join("up.sql"))
+        print_path(&dir.join("up.sql"))?;
+        let quiet = args.connect.quiet;
+        applied::mark_applied(&endpoint, &args.database_name, version, quiet).await;
+        Ok(())
     })
 }
 

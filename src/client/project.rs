@@ -57,6 +57,8 @@ pub(super) enum Layout {
 pub(super) struct Settings {
     /// The PG Dump API's URL: the endpoint with `api_paths.pg_dump` after its path.
     pub url: Url,
+    /// Hasura's metadata API: the endpoint with `v1/metadata` after its path.
+    pub metadata_url: Url,
     /// Sent as `x-hasura-admin-secret`.
     pub admin_secret: Option<Secret>,
     pub certificate_authority: Option<PathBuf>,
@@ -160,6 +162,7 @@ impl Settings {
         };
         Ok(Settings {
             url: api_url(&endpoint, &pg_dump_path),
+            metadata_url: api_url(&endpoint, "v1/metadata"),
             admin_secret,
             certificate_authority,
             insecure_skip_tls_verify,

@@ -35,6 +35,8 @@ pub(super) struct DumpRequest {
 pub(super) struct Endpoint {
     client: reqwest::Client,
     url: Url,
+    /// Hasura's metadata API on the same server (`ENDPOINT/v1/metadata`).
+    metadata_url: Url,
 }
 
 impl Endpoint {
@@ -68,6 +70,7 @@ impl Endpoint {
         Ok(Endpoint {
             client,
             url: settings.url.clone(),
+            metadata_url: settings.metadata_url.clone(),
         })
     }
 
@@ -135,6 +138,27 @@ fn tls(
         client = client.add_root_certificate(cert);
     }
     Ok(client)
+}
+
+impl Endpoint {
+    /// One call to the metadata API (`ENDPOINT/v1/metadata`): its status and JSON answer
+    /// (`null` when the answer is not JSON).
+    pub(super) async fn metadata(
+        &self,
+        call: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let response = self
+            .client
+            .post(self.metadata_url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(call.to_string())
+            .send()
+            .await
+            .map_err(|err| format!("could not reach the server: {err}"))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|err| err.to_string())?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or_default()))
+    }
 }
 
 /// Streams the response body into `out`, showing progress; returns the number of bytes.

@@ -3,7 +3,8 @@
 //! it waits for its first request's headers, or for the next one on a kept-alive
 //! connection. At the cap (`--max-connections`), or when `accept` fails for want of file
 //! descriptors, the oldest idle connections are closed first, so that a new, well-formed
-//! request is still answered; a connection busy with a request is never closed for room.
+//! request is still answered; a connection busy with a request is never closed for room, nor
+//! one taken over by an upgrade (a WebSocket passed through in front mode).
 //! Each period of pressure is logged once when it starts and once when it ends.
 
 use std::collections::BTreeMap;
@@ -102,6 +103,8 @@ struct Pressure {
 pub(crate) struct Conn {
     id: u64,
     busy: AtomicBool,
+    /// Taken over by an upgrade: busy until its tunnel ends.
+    upgraded: AtomicBool,
     closing: AtomicBool,
     close: Notify,
     changed: Arc<Notify>,
@@ -115,7 +118,7 @@ impl Conn {
 
     /// Whether a request is in flight (from its headers to the end of its response).
     pub(crate) fn is_busy(&self) -> bool {
-        self.busy.load(Ordering::SeqCst)
+        self.busy.load(Ordering::SeqCst) || self.upgraded.load(Ordering::SeqCst)
     }
 
     fn request_close(&self) -> bool {
@@ -136,6 +139,30 @@ pub(crate) struct Registered {
 impl Registered {
     pub(crate) fn conn(&self) -> &Arc<Conn> {
         &self.conn
+    }
+}
+
+/// A request's handle on its connection (a request extension), for a response that takes the
+/// connection over: an upgrade, after which hyper no longer serves it.
+#[derive(Clone)]
+pub(crate) struct ConnHandle(pub(super) Arc<Registered>);
+
+impl ConnHandle {
+    /// The connection is taken over: it stays registered and busy — never closed for room —
+    /// until the returned hold is dropped.
+    pub(crate) fn take_over(&self) -> TakenOver {
+        self.0.conn.upgraded.store(true, Ordering::SeqCst);
+        TakenOver(Arc::clone(&self.0))
+    }
+}
+
+/// Keeps a taken-over connection registered; see [`ConnHandle::take_over`].
+pub(crate) struct TakenOver(Arc<Registered>);
+
+impl TakenOver {
+    /// Completes when the connection is asked to close (at shutdown).
+    pub(crate) async fn close_requested(&self) {
+        self.0.conn.close_requested().await;
     }
 }
 
@@ -173,6 +200,7 @@ impl Connections {
         let conn = Arc::new(Conn {
             id,
             busy: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             close: Notify::new(),
             changed: Arc::clone(&self.changed),
@@ -433,6 +461,21 @@ mod tests {
         assert!(!newcomer.conn().closing.load(Ordering::SeqCst));
         drop(busy);
         assert!(!connections.over_cap());
+    }
+
+    #[test]
+    fn a_connection_taken_over_by_an_upgrade_is_never_closed_for_room() {
+        let connections = Connections::new(1);
+        let handle = ConnHandle(Arc::new(connections.open()));
+        let tunnel = handle.take_over();
+        // hyper is done with the connection; only the tunnel holds it.
+        drop(handle);
+        let newest = connections.open();
+        assert!(!tunnel.0.conn.closing.load(Ordering::SeqCst));
+        assert!(connections.over_cap());
+        drop(tunnel);
+        assert!(!connections.over_cap());
+        assert!(!newest.conn().closing.load(Ordering::SeqCst));
     }
 
     #[test]

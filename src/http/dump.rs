@@ -2,6 +2,7 @@
 //! admin check, source, options — then pg_dump's output as a streamed 200.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{self, header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -22,6 +23,7 @@ use super::error::ApiError;
 use super::request::DumpRequest;
 use super::state::AppState;
 use crate::auth::{self, ADMIN_ROLE};
+use crate::front;
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
 use crate::pg_dump::{DumpError, Hold, Output, Started, Stop, Version};
@@ -38,14 +40,25 @@ pub(super) async fn pg_dump(
     http_version: http::Version,
     headers: HeaderMap,
     cut: Option<Extension<Cut>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Body,
 ) -> Response {
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
     // never gets the server to read its body. Hyper skips a body that has already arrived
     // (keeping the connection) and closes the connection after the answer otherwise.
-    let (role, method) = match auth::authenticate(&state.config.auth, &headers).await {
-        Ok(found) => found,
-        Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
+    let (role, method) = match &state.front {
+        // In front mode the upstream judges what pgdump-api cannot.
+        Some(front) => {
+            let peer = peer.map(|Extension(ConnectInfo(peer))| peer);
+            match front::authenticate(front, &state.config.auth, &headers, peer).await {
+                Ok(found) => found,
+                Err(refused) => return refused,
+            }
+        }
+        None => match auth::authenticate(&state.config.auth, &headers).await {
+            Ok(found) => found,
+            Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
+        },
     };
     let caller = Caller {
         role,

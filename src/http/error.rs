@@ -70,6 +70,9 @@ pub(crate) enum ApiError {
     Cluster(#[from] ClusterError),
     #[error("not ready: {}", .0.join("; "))]
     NotReady(Vec<String>),
+    /// Front mode: the upstream could not be reached, or did not answer as it must.
+    #[error("the upstream Hasura GraphQL Engine did not answer: {0}")]
+    Upstream(String),
 }
 
 /// Seconds a client turned away for a busy source is asked to wait.
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::Catalog(CatalogError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::SourceUnusable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::AuthRefused { status, .. } => *status,
             ApiError::BodyRead(_)
@@ -133,6 +137,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
             ApiError::Busy { .. } | ApiError::NotReady(_) => "unavailable",
+            ApiError::Upstream(_) => "bad-gateway",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::SourceUnusable { .. } => "unexpected",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {

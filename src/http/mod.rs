@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
@@ -29,23 +29,35 @@ use hyper_util::service::TowerToHyperService;
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_layer::Layer;
 
 use crate::auth::{self, ADMIN_ROLE};
 use crate::config::Api;
+use crate::front;
 use conns::{Conn, Connections, TrackBusy};
 use error::ApiError;
 
+pub(crate) use conns::{ConnHandle, TakenOver};
 pub(crate) use state::AppState;
 
 /// All routes. A disabled API's routes are absent, so they answer like unknown paths.
 pub(crate) fn app(state: Arc<AppState>) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", only(get(healthz), "GET"))
-        // Hasura serves its health check under both paths.
-        .route("/hasura/healthz", only(get(healthz), "GET"))
-        .route("/v1/version", only(get(version), "GET"));
+    let front = state.front.is_some();
+    let mut router = Router::new();
+    router = match front {
+        // In front mode the upstream's version is the one the Hasura CLI must read, and
+        // health is both sides'.
+        true => router
+            .route("/healthz", only(get(front::healthz), "GET"))
+            .route("/hasura/healthz", only(get(front::healthz), "GET")),
+        false => router
+            .route("/healthz", only(get(healthz), "GET"))
+            // Hasura serves its health check under both paths.
+            .route("/hasura/healthz", only(get(healthz), "GET"))
+            .route("/v1/version", only(get(version), "GET")),
+    };
     if state.config.enabled_apis.contains(Api::Pgdump) {
         router = router
             .route("/v1alpha1/pg_dump", only(post(dump::pg_dump), "POST"))
@@ -65,15 +77,21 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
     if state.config.enabled_apis.contains(Api::Metrics) {
         router = router.route("/v1/metrics", only(get(metrics), "GET"));
     }
-    let cors = Arc::new(state.config.cors.clone());
+    let cors = axum::middleware::from_fn_with_state(
+        Arc::new(state.config.cors.clone()),
+        auth::cors::layer,
+    );
+    router = match front {
+        // Every other request goes to the upstream, which answers CORS for it itself: ours
+        // applies to our own routes only.
+        true => router.route_layer(cors).fallback(front::forward),
+        false => router.fallback(|| async { ApiError::NotFound }).layer(cors),
+    };
+    // What passes through is passed on as the upstream sent it, never compressed here.
+    let ours = |_, _, _: &HeaderMap, extensions: &Extensions| !front::passed_through(extensions);
     router
-        .fallback(|| async { ApiError::NotFound })
         .with_state(state)
-        .layer(CompressionLayer::new())
-        .layer(axum::middleware::from_fn_with_state(
-            cors,
-            auth::cors::layer,
-        ))
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(ours)))
         .layer(axum::middleware::from_fn(observe::observe))
 }
 
@@ -176,23 +194,30 @@ pub(crate) async fn run(
             accepted = accept(&listener, &connections) => accepted,
             () = &mut shutdown => break,
         };
-        let registered = connections.open();
+        // Shared with a tunnel that takes the connection over (an upgrade in front mode).
+        let registered = Arc::new(connections.open());
         let conn = Arc::clone(registered.conn());
         let stream = cutoff::CutOff::new(stream, send_timeout);
-        let service =
-            (Extension(stream.handle()), Extension(ConnectInfo(peer))).layer(router.clone());
+        let extensions = (
+            Extension(stream.handle()),
+            Extension(ConnectInfo(peer)),
+            Extension(ConnHandle(Arc::clone(&registered))),
+        );
+        let service = extensions.layer(router.clone());
         let service = TrackBusy::new(TowerToHyperService::new(service), Arc::clone(&conn));
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
         // Reap the tasks that ended, so the set holds only live connections.
         while tasks.try_join_next().is_some() {}
         tasks.spawn(async move {
             if let Err(err) = serve_connection(connection, &conn).await {
                 tracing::debug!(target: "server", peer = %peer, error = %err, "connection ended with an error");
             }
-            // Only now, with its socket closed, does the connection leave the registry.
+            // Only now, with its socket closed (or handed to a tunnel, which holds its own
+            // registration), does the connection leave the registry.
             drop(registered);
         });
     }
@@ -245,14 +270,16 @@ async fn accept(listener: &TcpListener, connections: &Connections) -> (TcpStream
 /// what it wrote); one still waiting for its request headers gets [`CLOSE_GRACE`] to
 /// complete them, and is dropped after that.
 async fn serve_connection<I, S, B>(
-    connection: hyper::server::conn::http1::Connection<I, S>,
+    connection: hyper::server::conn::http1::UpgradeableConnection<I, S>,
     conn: &Conn,
 ) -> hyper::Result<()>
 where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(connection);

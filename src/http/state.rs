@@ -3,6 +3,7 @@
 
 use crate::cluster::ClusterLimits;
 use crate::config::Config;
+use crate::front::Front;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::pg_dump::{Dumper, RestrictKeys, Toolbox};
@@ -26,6 +27,8 @@ pub(crate) struct AppState {
     /// How many connections are kept open at most: `config.max_connections`, or the default
     /// derived from the open-files limit.
     pub max_connections: usize,
+    /// Front mode: the upstream Hasura that every other request goes to.
+    pub front: Option<Front>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
             dumper: Dumper::new(pg_dump, config.limits.timeout, RestrictKeys::new(secret)),
             limits,
             max_connections,
+            front: config.upstream.clone().map(Front::new),
             config,
         }
     }

@@ -9,6 +9,7 @@ mod cluster;
 mod connections;
 mod dump;
 mod errors;
+mod front;
 mod matrix;
 mod metadata;
 mod page;

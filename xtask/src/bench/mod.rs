@@ -17,10 +17,12 @@
 //!   BENCH_CONCURRENCY   concurrent tiny dumps (default 16)
 //!   BENCH_CRITERION     1 (default) also runs the criterion benches (benches/clean.rs, opts.rs)
 //!   BENCH_OUT           where to write the table (default BENCHMARKS.md; empty: nowhere)
+//!   BENCH_FRONT…        front mode against its upstream: see front.rs
 //!   BENCH_NICE          niceness of everything measured (default -10 as root, else unchanged):
 //!                       both sides get the same priority over whatever else the machine runs
 
 mod databases;
+mod front;
 mod report;
 mod sides;
 
@@ -148,8 +150,14 @@ pub(crate) fn run() -> Result<()> {
         results: HashMap::new(),
     };
     let figures = bench.measure(&settings)?;
+    let bin = bench.bin.clone();
+    let secret = bench.secret.clone();
     drop(bench);
-    let summary = figures.table(&settings);
+    let mut summary = figures.table(&settings);
+    if let Some(front_table) = front::run(&bin, &cluster, "bench_tiny", &secret)? {
+        summary.push('\n');
+        summary.push_str(&front_table);
+    }
     let criterion_table = match criterion_rows.is_empty() {
         true => String::new(),
         false => {
