@@ -41,6 +41,8 @@ pub(crate) enum ApiError {
     NotSupported { name: String, kind: String },
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
+    #[error("Accept-Encoding refuses every coding this server sends (zstd, gzip, identity)")]
+    NotAcceptable,
     #[error(
         "source \"{name}\" is busy: {running} dumps running and {queued} waiting; retry later"
     )]
@@ -82,6 +84,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidSecret | ApiError::SecretRequired => StatusCode::UNAUTHORIZED,
             ApiError::BodyRead(_)
@@ -106,6 +109,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
+            ApiError::NotAcceptable => "not-acceptable",
             ApiError::Busy { .. } => "unavailable",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::InvalidSecret | ApiError::SecretRequired | ApiError::NotAdmin => {

@@ -5,6 +5,7 @@
 mod conns;
 mod cutoff;
 mod dump;
+mod encoding;
 pub(crate) mod error;
 mod observe;
 pub(crate) mod request;
@@ -27,7 +28,6 @@ use hyper_util::service::TowerToHyperService;
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tower_http::compression::CompressionLayer;
 use tower_layer::Layer;
 
 use crate::auth::{self, ADMIN_ROLE};
@@ -51,7 +51,6 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
     router
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
-        .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(observe::observe))
 }
 
@@ -108,11 +107,31 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
     let names = state.sources.postgres().map(|source| source.name.as_str());
     let text = state.metrics.render(&state.limits, names);
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+    let accept = headers.get_all(header::ACCEPT_ENCODING);
+    // A refused identity is ignored here: metrics are small.
+    let coding = encoding::negotiate(accept.iter().map(HeaderValue::as_bytes))
+        .ok()
+        .and_then(|negotiated| negotiated.for_answer(text.len()));
+    let compressed = coding.and_then(|coding| {
+        let body = encoding::compress_all(coding, text.as_bytes()).ok()?;
+        Some((coding, body))
+    });
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
+        ],
         text,
     )
-        .into_response()
+        .into_response();
+    if let Some((coding, body)) = compressed {
+        response.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+        *response.body_mut() = axum::body::Body::from(body);
+    }
+    response
 }
 
 /// Serves `state` on `listener` until `shutdown` completes. Clients get the request-header

@@ -5,6 +5,7 @@ mod clean_security;
 mod client;
 mod connections;
 mod dump;
+mod encoding;
 mod errors;
 mod matrix;
 mod probe;

@@ -138,6 +138,7 @@ pub(crate) fn run() -> Result<()> {
         runtime,
         http: reqwest::Client::builder()
             .no_gzip()
+            .no_zstd()
             .pool_max_idle_per_host(0)
             .build()?,
         secret: random_hex()?,
