@@ -242,7 +242,14 @@ async fn tiny_answers_are_not_compressed_unless_identity_is_refused() {
 
 #[tokio::test]
 async fn client_leaving_a_compressed_dump_stops_pg_dump() {
-    let db = big_table_db().await;
+    // 60 MB of distinct hex digits: compressed by half at best, so a client that stops
+    // reading holds pg_dump back whatever the socket buffers.
+    let db = TestDb::with(
+        "CREATE TABLE big (id int, payload text);
+         INSERT INTO big SELECT g, (SELECT string_agg(md5(g::text || '/' || i), '') FROM generate_series(1, 32) i)
+         FROM generate_series(1, 60000) g;",
+    )
+    .await;
     let server = Server::builder(&db.url).start();
     for coding in ["zstd", "gzip"] {
         let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
@@ -382,5 +389,55 @@ fn the_client_asks_for_zstd_and_notices_a_compressed_stream_cut_short() {
                 assert_eq!(std::fs::read_to_string(&out).unwrap(), sql);
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_compressed_by_the_same_rules() {
+    let db = TestDb::new().await;
+    let server = Server::builder(&db.url)
+        .args(["--enabled-apis", "pgdump,metrics"])
+        .start();
+    let get = |accept: &'static str| {
+        let request = http().get(server.url("/v1/metrics"));
+        async move {
+            let response = request
+                .header("accept-encoding", accept)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            let coding = response
+                .headers()
+                .get("content-encoding")
+                .map(|value| value.to_str().unwrap().to_owned());
+            (coding, response.bytes().await.unwrap().to_vec())
+        }
+    };
+    // Before any dump the metrics are tiny: not compressed.
+    let (coding, plain) = get("gzip").await;
+    assert!(plain.len() < 700, "metrics of {} bytes", plain.len());
+    assert_eq!(coding, None);
+    let reply = dump_with(&server, &json!({"opts": ["--schema-only"]}), &[]).await;
+    assert_eq!(reply.status, 200);
+    let (coding, plain) = get("identity").await;
+    assert_eq!(coding, None);
+    assert!(plain.len() >= 700, "metrics of {} bytes", plain.len());
+    for accept in ["gzip", "zstd"] {
+        let (coding, body) = get(accept).await;
+        assert_eq!(coding.as_deref(), Some(accept));
+        // The counters move between requests; the series names stay.
+        let text = String::from_utf8(decode(coding.as_deref(), &body)).unwrap();
+        let names = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|line| line.starts_with("# TYPE"))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            names(&text),
+            names(&String::from_utf8_lossy(&plain)),
+            "{accept}"
+        );
     }
 }
