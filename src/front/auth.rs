@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 
-use super::{headers, Front, PassedThrough, CHECK_TIMEOUT};
+use super::{headers, Front, CHECK_TIMEOUT};
 use crate::auth::{self, AuthMode, ADMIN_ROLE};
 use crate::http::error::ApiError;
 
@@ -99,6 +99,5 @@ fn refusal(response: Response) -> Response {
             refused.headers_mut().insert(name, value.clone());
         }
     }
-    refused.extensions_mut().insert(PassedThrough);
     refused
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Extensions, Method, StatusCode, Uri, Version};
+use axum::http::{Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -37,16 +37,6 @@ pub(crate) struct Front {
     /// `http://host:port` and a base path without a trailing `/`.
     upstream: Uri,
     client: Client<HttpConnector, Body>,
-}
-
-/// Marks a response passed through from the upstream (a response extension), so that the
-/// server sends it as it came.
-#[derive(Debug, Clone, Copy)]
-struct PassedThrough;
-
-/// Whether a response came from the upstream.
-pub(crate) fn passed_through(extensions: &Extensions) -> bool {
-    extensions.get::<PassedThrough>().is_some()
 }
 
 impl Front {
@@ -135,7 +125,6 @@ async fn pass(front: &Front, mut request: Request) -> Result<Response, ApiError>
     }
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     headers::strip_hop_by_hop(response.headers_mut(), upgraded);
-    response.extensions_mut().insert(PassedThrough);
     Ok(response)
 }
 
@@ -187,7 +176,6 @@ pub(crate) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     match tokio::time::timeout(CHECK_TIMEOUT, front.send(request)).await {
         Ok(Ok(mut response)) => {
             headers::strip_hop_by_hop(response.headers_mut(), false);
-            response.extensions_mut().insert(PassedThrough);
             response
         }
         Ok(Err(err)) => err.into_response(),

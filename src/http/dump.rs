@@ -15,10 +15,11 @@ use axum::http::{self, header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::BytesMut;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use http_body_util::BodyExt;
 
 use super::cutoff::{Cut, Reason};
+use super::encoding::{self, Coding, Negotiated};
 use super::error::ApiError;
 use super::request::DumpRequest;
 use super::state::AppState;
@@ -82,6 +83,7 @@ pub(super) async fn pg_dump(
         &state,
         &caller,
         &body,
+        &headers,
         http_version,
         cut.map(|Extension(cut)| cut),
     )
@@ -184,6 +186,7 @@ async fn dump(
     state: &Arc<AppState>,
     caller: &Caller,
     body: &[u8],
+    headers: &HeaderMap,
     http_version: http::Version,
     cut: Option<Cut>,
 ) -> Result<Response, ApiError> {
@@ -208,6 +211,9 @@ async fn dump(
         .map_err(|why| ApiError::unavailable(&request.source, why))?;
     let source = &source;
     let options = opts::parse(&request.opts, request.clean_output)?;
+    let accept = headers.get_all(header::ACCEPT_ENCODING);
+    let negotiated = encoding::negotiate(accept.iter().map(HeaderValue::as_bytes))
+        .map_err(|_| ApiError::NotAcceptable)?;
 
     // Recorded in the metrics when dropped, however the request ends (a client that leaves
     // the queue included).
@@ -266,16 +272,51 @@ async fn dump(
         Format::Plain if !options.compressed => "application/sql; charset=utf-8",
         _ => "application/octet-stream",
     };
-    let mut response = streamed(content_type, pg_dump, output, http_version);
+    let (coding, body) = encoded(output, negotiated).await;
+    let mut response = streamed(content_type, pg_dump, coding, body, http_version);
     response.extensions_mut().insert(audit);
     Ok(response)
 }
 
-/// The 200 whose body is the dump's output, written by pg_dump `pg_dump`.
+/// The dump's output in the coding negotiated for it: a small output (read to its end, or
+/// to [`encoding::SMALL_ANSWER`] bytes, to tell) goes as it is unless identity was refused.
+async fn encoded(mut output: Tracked, negotiated: Negotiated) -> (Option<Coding>, Body) {
+    if negotiated.coding.is_none() {
+        return (None, Body::from_stream(output));
+    }
+    let mut start = Vec::new();
+    let mut len = 0;
+    if !negotiated.identity_refused {
+        while len < encoding::SMALL_ANSWER {
+            match output.next().await {
+                Some(Ok(chunk)) => {
+                    len += chunk.len();
+                    start.push(Ok(chunk));
+                }
+                Some(Err(err)) => {
+                    start.push(Err(err));
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+    let output = futures_util::stream::iter(start).chain(output);
+    match negotiated.for_answer(len) {
+        Some(coding) => (
+            Some(coding),
+            Body::from_stream(encoding::compress(coding, output)),
+        ),
+        None => (None, Body::from_stream(output)),
+    }
+}
+
+/// The 200 whose body is the dump's output, written by pg_dump `pg_dump`, in `coding`.
 fn streamed(
     content_type: &'static str,
     pg_dump: Version,
-    output: Tracked,
+    coding: Option<Coding>,
+    body: Body,
     http_version: http::Version,
 ) -> Response {
     let version =
@@ -285,10 +326,18 @@ fn streamed(
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
             (PG_DUMP_VERSION, version),
+            // The answer depends on Accept-Encoding, whichever coding it has.
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
         ],
-        Body::from_stream(output),
+        body,
     )
         .into_response();
+    if let Some(coding) = coding {
+        response.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+    }
     if http_version < http::Version::HTTP_11 {
         // Without chunked encoding the body ends when the connection closes, so an aborted
         // dump looks complete: say so, and make the end of the connection the end of the body.

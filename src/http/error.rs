@@ -56,6 +56,8 @@ pub(crate) enum ApiError {
     SourceUnusable { name: String, reason: String },
     #[error("{message}")]
     InvalidParams { index: usize, message: String },
+    #[error("Accept-Encoding refuses every coding this server sends (zstd, gzip, identity)")]
+    NotAcceptable,
     #[error(
         "source \"{name}\" is busy: {running} dumps running and {queued} waiting; retry later"
     )]
@@ -105,6 +107,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             ApiError::Busy { .. } | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Catalog(CatalogError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,6 +139,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
+            ApiError::NotAcceptable => "not-acceptable",
             ApiError::Busy { .. } | ApiError::NotReady(_) => "unavailable",
             ApiError::Upstream(_) => "bad-gateway",
             ApiError::BodyRead(_) => "bad-request",

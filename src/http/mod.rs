@@ -6,6 +6,7 @@ mod browse;
 mod conns;
 mod cutoff;
 mod dump;
+mod encoding;
 pub(crate) mod error;
 mod observe;
 mod page;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, Extensions, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Router};
@@ -29,8 +30,6 @@ use hyper_util::service::TowerToHyperService;
 use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tower_http::compression::predicate::{DefaultPredicate, Predicate};
-use tower_http::compression::CompressionLayer;
 use tower_layer::Layer;
 
 use crate::auth::{self, ADMIN_ROLE};
@@ -87,11 +86,8 @@ pub(crate) fn app(state: Arc<AppState>) -> Router {
         true => router.route_layer(cors).fallback(front::forward),
         false => router.fallback(|| async { ApiError::NotFound }).layer(cors),
     };
-    // What passes through is passed on as the upstream sent it, never compressed here.
-    let ours = |_, _, _: &HeaderMap, extensions: &Extensions| !front::passed_through(extensions);
     router
         .with_state(state)
-        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(ours)))
         .layer(axum::middleware::from_fn(observe::observe))
 }
 
@@ -161,11 +157,31 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         .metrics
         .render(&state.limits, sources.postgres_names());
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+    let accept = headers.get_all(header::ACCEPT_ENCODING);
+    // A refused identity is ignored here: metrics are small.
+    let coding = encoding::negotiate(accept.iter().map(HeaderValue::as_bytes))
+        .ok()
+        .and_then(|negotiated| negotiated.for_answer(text.len()));
+    let compressed = coding.and_then(|coding| {
+        let body = encoding::compress_all(coding, text.as_bytes()).ok()?;
+        Some((coding, body))
+    });
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::VARY, HeaderValue::from_static("accept-encoding")),
+        ],
         text,
     )
-        .into_response()
+        .into_response();
+    if let Some((coding, body)) = compressed {
+        response.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(coding.token()),
+        );
+        *response.body_mut() = axum::body::Body::from(body);
+    }
+    response
 }
 
 /// Serves `state` on `listener` until `shutdown` completes. Clients get the request-header

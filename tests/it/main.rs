@@ -8,6 +8,7 @@ mod client_project;
 mod cluster;
 mod connections;
 mod dump;
+mod encoding;
 mod errors;
 mod front;
 mod matrix;

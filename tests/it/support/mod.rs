@@ -104,6 +104,7 @@ pub async fn drain(response: &mut reqwest::Response) -> Result<(), reqwest::Erro
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_gzip()
+        .no_zstd()
         .timeout(Duration::from_secs(120))
         .build()
         .expect("http client")

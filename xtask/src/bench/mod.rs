@@ -7,7 +7,8 @@
 //!
 //! Both sides are started and timed by this process: pg_dump is spawned here as the server
 //! spawns it, and the requests come from an in-process HTTP client (a new connection each,
-//! no compression), so neither side pays a launcher's start-up that the other does not.
+//! no compression unless the row names it; compressed answers are counted, not decoded), so
+//! neither side pays a launcher's start-up that the other does not.
 //!
 //! Settings (environment):
 //!   BENCH_DATA_MB       size of the data dump in MB (default 1000)
@@ -39,7 +40,7 @@ use crate::server::Server;
 use crate::{build_release, env_number, random_hex, start_cluster, step};
 use databases::create_databases;
 use report::{criterion, load_average, splice, Figures};
-use sides::dump_size;
+use sides::{compressed_size, dump_size};
 
 const DATA_BODY: &str = r#"{"opts": ["--data-only"]}"#;
 const DATA_CLEAN_BODY: &str = r#"{"opts": ["--data-only"], "clean_output": true}"#;
@@ -140,6 +141,7 @@ pub(crate) fn run() -> Result<()> {
         runtime,
         http: reqwest::Client::builder()
             .no_gzip()
+            .no_zstd()
             .pool_max_idle_per_host(0)
             .build()?,
         secret: random_hex()?,
@@ -218,10 +220,11 @@ impl Bench<'_> {
         self.api(DATA_BODY)?;
         step(&format!("data dump: pg_dump alone, into a pipe, and through pgdump-api with clean_output off and on ({rounds} rounds, alternating)"));
         let mut clean_bytes = 0;
+        let (mut zstd_bytes, mut gzip_bytes) = (0, 0);
         for round in 0..rounds {
             // Each round starts with another variant, so no side always follows the same one.
-            for variant in 0..4 {
-                match (round + variant) % 4 {
+            for variant in 0..6 {
+                match (round + variant) % 6 {
                     0 => {
                         let us = self.raw(&["--data-only"])?;
                         self.record("data_raw", us);
@@ -239,25 +242,47 @@ impl Bench<'_> {
                         self.record("data_api", us);
                         self.record_peak();
                     }
-                    _ => {
+                    3 => {
                         self.reset_peak();
                         let (us, bytes) = self.api(DATA_CLEAN_BODY)?;
                         clean_bytes = bytes;
                         self.record("data_api_clean", us);
                         self.record_peak();
                     }
+                    4 => {
+                        self.reset_peak();
+                        let (us, bytes) = self.api_encoded(DATA_BODY, "zstd")?;
+                        zstd_bytes = bytes;
+                        self.record("data_api_zstd", us);
+                        self.record_peak();
+                    }
+                    _ => {
+                        self.reset_peak();
+                        let (us, bytes) = self.api_encoded(DATA_BODY, "gzip")?;
+                        gzip_bytes = bytes;
+                        self.record("data_api_gzip", us);
+                        self.record_peak();
+                    }
                 }
             }
             eprintln!(
-                "    round {}: raw {:.0} µs, pipe {:.0} µs, api {:.0} µs, api+clean {:.0} µs, peak {} KiB",
+                "    round {}: raw {:.0} µs, pipe {:.0} µs, api {:.0} µs, api+clean {:.0} µs, zstd {:.0} µs, gzip {:.0} µs, peak {} KiB",
                 round + 1,
                 self.last("data_raw"),
                 self.last("data_pipe"),
                 self.last("data_api"),
                 self.last("data_api_clean"),
+                self.last("data_api_zstd"),
+                self.last("data_api_gzip"),
                 self.last("peak"),
             );
         }
+        step("data dump: sizes of the same dump through gzip -6 and zstd -1 (if installed)");
+        let gzip6_bytes = compressed_size(self.cluster, &self.db, &["--data-only"], "gzip", "-6")?;
+        let zstd1_bytes = compressed_size(self.cluster, &self.db, &["--data-only"], "zstd", "-1")?;
+        eprintln!(
+            "    gzip -6: {gzip6_bytes:?} bytes, zstd -1: {zstd1_bytes:?} bytes; through the API: gzip {gzip_bytes}, zstd {zstd_bytes}"
+        );
 
         step(&format!(
             "time to first byte of the data dump ({tiny_rounds} rounds, alternating)"
@@ -377,6 +402,10 @@ impl Bench<'_> {
         Ok(Figures {
             data_bytes,
             clean_bytes,
+            zstd_bytes,
+            gzip_bytes,
+            gzip6_bytes,
+            zstd1_bytes,
             catalog_bytes,
             peak_kib,
             tiny_peak_kib,

@@ -78,6 +78,12 @@ pub(super) fn criterion_row(benchmark: &Path) -> Result<String> {
 pub(super) struct Figures {
     pub(super) data_bytes: u64,
     pub(super) clean_bytes: u64,
+    /// Bytes on the wire of the data dump asked for with zstd, with gzip.
+    pub(super) zstd_bytes: u64,
+    pub(super) gzip_bytes: u64,
+    /// The same dump through `gzip -6`, `zstd -1`, when installed.
+    pub(super) gzip6_bytes: Option<u64>,
+    pub(super) zstd1_bytes: Option<u64>,
     pub(super) catalog_bytes: u64,
     pub(super) peak_kib: f64,
     pub(super) tiny_peak_kib: f64,
@@ -134,6 +140,37 @@ impl Figures {
             "| data dump, `clean_output` on ({:.0} MB out) | {} ({}) | {} ({}) | {:.3}× raw | ≥ 0.90×: {} |",
             self.clean_bytes as f64 / 1e6, mbps(data, d_raw), secs(d_raw), mbps(data, d_cln),
             secs(d_cln), d_raw / d_cln, verdict(d_raw / d_cln >= 0.90)
+        ));
+        let (d_zst, d_gz) = (self.m("data_api_zstd"), self.m("data_api_gzip"));
+        let mb = |bytes: u64| format!("{:.0} MB", bytes as f64 / 1e6);
+        // Against gzip -6's size; without gzip, only the throughput counts.
+        let vs_gzip6 = |bytes: u64| match self.gzip6_bytes {
+            Some(gzip6) => (
+                format!(
+                    ", {:+.1}% vs `gzip -6`",
+                    (bytes as f64 / gzip6 as f64 - 1.0) * 100.0
+                ),
+                bytes as f64 / gzip6 as f64,
+            ),
+            None => (String::new(), 1.0),
+        };
+        let (zstd_vs, zstd_size) = vs_gzip6(self.zstd_bytes);
+        rows.push(format!(
+            "| data dump, `Accept-Encoding: zstd` ({} on the wire{zstd_vs}) | {} ({}) | {} ({}) | {:.3}× raw | ≥ 0.95×, ≤ `gzip -6`'s size: {} |",
+            mb(self.zstd_bytes), mbps(data, d_raw), secs(d_raw), mbps(data, d_zst), secs(d_zst),
+            d_raw / d_zst, verdict(d_raw / d_zst >= 0.95 && zstd_size <= 1.0)
+        ));
+        let (gzip_vs, gzip_size) = vs_gzip6(self.gzip_bytes);
+        rows.push(format!(
+            "| data dump, `Accept-Encoding: gzip` ({} on the wire{gzip_vs}) | {} ({}) | {} ({}) | {:.3}× raw | ≥ 0.80×, ≤ `gzip -6` + 15%: {} |",
+            mb(self.gzip_bytes), mbps(data, d_raw), secs(d_raw), mbps(data, d_gz), secs(d_gz),
+            d_raw / d_gz, verdict(d_raw / d_gz >= 0.80 && gzip_size <= 1.15)
+        ));
+        let cli = |size: Option<u64>| size.map_or("not installed".to_owned(), mb);
+        rows.push(format!(
+            "| for reference: the same dump through `gzip -6` / `zstd -1` | {} / {} | | | |",
+            cli(self.gzip6_bytes),
+            cli(self.zstd1_bytes)
         ));
         rows.push(format!(
             "| for reference: the data dump into a pipe read to its end | {} ({}) | | {:.3}× raw | |",
@@ -273,8 +310,8 @@ of `pgdump-api serve --server-host 127.0.0.1 --server-port 0 --pg-dump-path $PG/
 with the database URL, an admin secret and `HASURA_GRAPHQL_PG_DUMP_MAX_CONCURRENT={n}`
 in its environment, so that the concurrent dumps all run at once, as the raw ones do). The
 benchmark starts each pg_dump itself, as the server does, and times it from spawn to exit; it
-sends each request from an in-process HTTP client (a new connection each, no compression) and
-times it from sending to the body's end:
+sends each request from an in-process HTTP client (a new connection each, no compression
+unless asked for) and times it from sending to the body's end:
 
 ```sh
 # data dump (and, with --schema-only, the large catalog)
@@ -282,6 +319,9 @@ $PG/pg_dump --encoding=utf8 --data-only -f /dev/null $DB
 $PG/pg_dump --encoding=utf8 --data-only $DB      # stdout a pipe the benchmark reads to its end
 POST $API  X-Hasura-Admin-Secret: $SECRET  '{DATA_BODY}'
 POST $API  X-Hasura-Admin-Secret: $SECRET  '{DATA_CLEAN_BODY}'
+POST $API  X-Hasura-Admin-Secret: $SECRET  Accept-Encoding: zstd  '{DATA_BODY}'   # counted, not decoded
+POST $API  X-Hasura-Admin-Secret: $SECRET  Accept-Encoding: gzip  '{DATA_BODY}'
+$PG/pg_dump --encoding=utf8 --data-only $DB | gzip -6 | wc -c    # and zstd -1: sizes only
 # peak memory: 5 written to /proc/$SERVER/clear_refs before each request, VmHWM of /proc/$SERVER/status after
 # time to first byte: from spawning pg_dump to the first byte read from its stdout; from
 # sending the request to the first chunk of the body; both readers leave after it

@@ -126,6 +126,26 @@ impl Bench<'_> {
         })
     }
 
+    /// One request asking for `coding`, read to its end without decoding: microseconds and
+    /// the bytes on the wire.
+    pub(super) fn api_encoded(&self, body: &'static str, coding: &str) -> Result<(f64, u64)> {
+        let request = self.request(body).header("accept-encoding", coding);
+        let coding = coding.to_owned();
+        self.runtime.block_on(async move {
+            let t0 = Instant::now();
+            let response = request.send().await.context("request")?;
+            let sent = response
+                .headers()
+                .get("content-encoding")
+                .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+            if sent.as_deref() != Some(coding.as_str()) {
+                bail!("asked for {coding}, got content-encoding {sent:?}");
+            }
+            let (bytes, _) = read_body(response, false).await?;
+            Ok((micros(t0), bytes))
+        })
+    }
+
     /// Microseconds to the first byte of a dump's body; the client leaves after it.
     pub(super) fn api_ttfb(&self, body: &'static str) -> Result<f64> {
         let request = self.request(body);
@@ -207,7 +227,15 @@ pub(super) async fn read_response(
     request: reqwest::RequestBuilder,
     first_only: bool,
 ) -> Result<(u64, Option<Instant>)> {
-    let mut response = request.send().await.context("request")?;
+    let response = request.send().await.context("request")?;
+    read_body(response, first_only).await
+}
+
+/// Checks for 200 and reads the body as [`read_response`] does.
+async fn read_body(
+    mut response: reqwest::Response,
+    first_only: bool,
+) -> Result<(u64, Option<Instant>)> {
     if response.status() != 200 {
         bail!("HTTP {}: {}", response.status(), response.text().await?);
     }
@@ -245,4 +273,40 @@ pub(super) fn dump_size(cluster: &Cluster, db: &str, args: &[&str]) -> Result<u6
         bail!("pg_dump {args:?} failed");
     }
     Ok(size)
+}
+
+/// The size of a dump of `db` with `args` through `program level` (`gzip -6`, `zstd -1`), or
+/// `None` when the program is not installed.
+pub(super) fn compressed_size(
+    cluster: &Cluster,
+    db: &str,
+    args: &[&str],
+    program: &str,
+    level: &str,
+) -> Result<Option<u64>> {
+    let compressor = Command::new(program)
+        .args([level, "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut compressor) = compressor else {
+        return Ok(None);
+    };
+    let mut input = compressor.stdin.take().context("stdin")?;
+    let mut pg_dump = pg_dump_command(cluster, db, args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("pg_dump")?;
+    let mut dump = pg_dump.stdout.take().context("stdout")?;
+    let feeder = std::thread::spawn(move || std::io::copy(&mut dump, &mut input));
+    let size = std::io::copy(
+        &mut compressor.stdout.take().context("stdout")?,
+        &mut std::io::sink(),
+    )?;
+    feeder.join().expect("feeder")?;
+    if !pg_dump.wait()?.success() || !compressor.wait()?.success() {
+        bail!("pg_dump {args:?} | {program} {level} failed");
+    }
+    Ok(Some(size))
 }
