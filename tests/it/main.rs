@@ -4,6 +4,7 @@ mod clean;
 mod clean_security;
 mod client;
 mod connections;
+mod deploy;
 mod dump;
 mod errors;
 mod matrix;
