@@ -14,7 +14,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -24,8 +24,11 @@ use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use xtask::Cluster;
 
+mod container;
+
 use crate::server::listening_address;
 use crate::{random_hex, step, target_dir};
+use container::Container;
 
 /// Where the bundled pg_dumps live: `/opt/postgresql/MAJOR/bin`.
 const PG_ROOT: &str = "/opt/postgresql/";
@@ -204,116 +207,6 @@ impl Image {
             String::from_utf8_lossy(&output.stderr)
         );
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    }
-}
-
-/// A buildah container of the archive's image, its root mounted; removed with the image
-/// when dropped.
-struct Container {
-    name: String,
-    root: PathBuf,
-    /// What was mounted inside it, to unmount in reverse.
-    mounts: std::cell::RefCell<Vec<PathBuf>>,
-}
-
-/// buildah with the storage `scripts/image` uses.
-fn buildah() -> Command {
-    let work = target_dir().join("image");
-    let mut command = Command::new("buildah");
-    command
-        .args(["--storage-driver", "vfs", "--root"])
-        .arg(work.join("storage"))
-        .arg("--runroot")
-        .arg(work.join("run"))
-        .env("BUILDAH_ISOLATION", "chroot");
-    command
-}
-
-/// Runs `command` and returns its stdout, trimmed.
-fn output(command: &mut Command) -> Result<String> {
-    let output = command.output().with_context(|| format!("{command:?}"))?;
-    ensure!(
-        output.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
-}
-
-impl Container {
-    fn from_archive(archive: &Path) -> Result<Container> {
-        let name = format!("pgdump-api-image-test-{}", std::process::id());
-        output(
-            buildah()
-                .args(["from", "--quiet", "--pull-always", "--name", &name])
-                .arg(format!("docker-archive:{}", archive.display())),
-        )?;
-        let mut container = Container {
-            name,
-            root: PathBuf::new(),
-            mounts: Default::default(),
-        };
-        container.root = PathBuf::from(output(buildah().args(["mount", &container.name]))?);
-        Ok(container)
-    }
-
-    /// The image's configuration (`User`, `Env`, `Entrypoint`, `Labels`, ...).
-    fn config(&self) -> Result<Value> {
-        let inspect = output(buildah().args(["inspect", "--type", "container", &self.name]))?;
-        let inspect: Value = serde_json::from_str(&inspect).context("buildah inspect")?;
-        Ok(inspect["OCIv1"]["config"].clone())
-    }
-
-    /// What a container runtime provides: `/proc`, and `/dev` with the usual device nodes.
-    fn mount_runtime(&self) -> Result<()> {
-        let proc = self.root.join("proc");
-        output(
-            Command::new("mount")
-                .args(["-t", "proc", "proc"])
-                .arg(&proc),
-        )?;
-        self.mounts.borrow_mut().push(proc);
-        let dev = self.root.join("dev");
-        output(
-            Command::new("mount")
-                .args(["-t", "tmpfs", "-o", "mode=755,nosuid", "tmpfs"])
-                .arg(&dev),
-        )?;
-        self.mounts.borrow_mut().push(dev.clone());
-        for node in ["null", "zero", "full", "random", "urandom"] {
-            let target = dev.join(node);
-            std::fs::write(&target, "").context("device node")?;
-            output(
-                Command::new("mount")
-                    .arg("--bind")
-                    .arg(Path::new("/dev").join(node))
-                    .arg(&target),
-            )?;
-            self.mounts.borrow_mut().push(target);
-        }
-        Ok(())
-    }
-
-    /// Writes `contents` to `path` inside the container, readable by the image's user.
-    fn write(&self, path: &str, contents: &str, image: &Image) -> Result<()> {
-        let file = self.root.join(path.trim_start_matches('/'));
-        std::fs::write(&file, contents).with_context(|| format!("write {path}"))?;
-        std::os::unix::fs::chown(&file, Some(image.uid), Some(image.gid))?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
-        Ok(())
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        for mount in self.mounts.borrow_mut().drain(..).rev() {
-            let _ = Command::new("umount").arg(&mount).status();
-        }
-        let image = output(buildah().args(["inspect", "--format", "{{.FromImageID}}", &self.name]));
-        let _ = output(buildah().args(["rm", &self.name]));
-        if let Ok(image) = image {
-            let _ = output(buildah().args(["rmi", &image]));
-        }
     }
 }
 
