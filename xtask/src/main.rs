@@ -4,6 +4,7 @@
 
 mod bench;
 mod demo;
+mod image;
 mod load;
 mod server;
 
@@ -12,7 +13,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
-const USAGE: &str = "usage: xtask demo|load|bench (run through scripts/demo, load, bench)";
+const USAGE: &str = "usage: xtask demo|load|bench|image-test (run through scripts/demo, load, \
+                     bench, test)";
 
 fn main() -> ExitCode {
     let command = std::env::args().nth(1).unwrap_or_default();
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
         "demo" => demo::run(),
         "load" => load::run(),
         "bench" => bench::run(),
+        "image-test" => image::run(std::env::args().nth(2)),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -32,6 +35,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The servers and pg_dumps of `scripts/postgres-matrix` (`server MAJOR BIN_DIR` and
+/// `pg_dump MAJOR PATH` lines), fetched on first use; servers sorted by major.
+struct Matrix {
+    servers: Vec<(u32, PathBuf)>,
+    pg_dumps: Vec<(u32, PathBuf)>,
+}
+
+fn matrix() -> Result<Matrix> {
+    let script = xtask::cluster::workspace_root().join("scripts/postgres-matrix");
+    let output = Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("run {}", script.display()))?;
+    if !output.status.success() {
+        bail!("{} failed", script.display());
+    }
+    let mut matrix = Matrix {
+        servers: Vec::new(),
+        pg_dumps: Vec::new(),
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let mut words = line.splitn(3, ' ');
+        let (Some(kind), Some(Ok(major)), Some(path)) =
+            (words.next(), words.next().map(str::parse), words.next())
+        else {
+            bail!("bad line in the manifest of scripts/postgres-matrix: {line:?}");
+        };
+        match kind {
+            "server" => matrix.servers.push((major, PathBuf::from(path))),
+            "pg_dump" => matrix.pg_dumps.push((major, PathBuf::from(path))),
+            _ => bail!("bad line in the manifest of scripts/postgres-matrix: {line:?}"),
+        }
+    }
+    matrix.servers.sort();
+    Ok(matrix)
 }
 
 /// Prints `==> what` on stderr.

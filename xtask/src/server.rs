@@ -108,7 +108,8 @@ impl Drop for Server {
     }
 }
 
-fn listening_address(line: &str) -> Option<SocketAddr> {
+/// The address of a `listening` log line.
+pub(crate) fn listening_address(line: &str) -> Option<SocketAddr> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     if value["detail"]["message"] != "listening" {
         return None;
