@@ -1218,3 +1218,26 @@ async fn auth_hook_allows_denies_and_fails_as_hasura() {
         assert_eq!(reply.status, 200, "{mode}: {}", reply.text());
     }
 }
+
+/// The dump page's endpoints take the same credentials as the dump: a JWT admin may list the
+/// sources, a JWT user may not.
+#[tokio::test]
+async fn page_endpoints_accept_a_jwt_admin() {
+    let db = TestDb::new().await;
+    let config = json!({"type": "HS256", "key": HMAC_KEY});
+    let server = Server::builder(&db.url)
+        .secret("s3cret")
+        .env("HASURA_GRAPHQL_JWT_SECRET", &config.to_string())
+        .start();
+    let hmac = Signer::Hmac(HMAC_KEY);
+    for (role, status) in [("admin", 200), ("user", 400)] {
+        let token = token(&hmac, None, &claims(&[role], role, json!({})));
+        let response = http()
+            .get(server.url("/v1alpha1/pg_dump/sources"))
+            .header("authorization", bearer(&token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status, "{role}");
+    }
+}
