@@ -207,8 +207,9 @@ pub struct ServeArgs {
     pub(crate) graceful_shutdown_timeout: u64,
 
     /// Front mode: the Hasura GraphQL Engine (`http://host:port`) that every request but
-    /// POST /v1alpha1/pg_dump (and /v1/metrics) is passed to; credentials other than a known
-    /// admin secret are checked by asking it.
+    /// pgdump-api's own (POST /v1alpha1/pg_dump, the dump page and its endpoints, /healthz,
+    /// /v1/metrics) is passed to; credentials other than a known admin secret are checked by
+    /// asking it.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_UPSTREAM")]
     pub(crate) upstream: Option<String>,
 }
@@ -343,7 +344,8 @@ impl Config {
             auth_hook_send_request_body: args.auth_hook_send_request_body.unwrap_or(true),
             auth_hook_timeout: Duration::from_secs(args.auth_hook_timeout),
         })?;
-        // Nothing to act on: this server has no websockets.
+        // Nothing to act on: pgdump-api reads no credentials on websockets (in front mode they
+        // pass through to the upstream, which reads them).
         let _ = args.ws_read_cookie;
         let cors = Cors::parse(args.cors_domain.as_deref(), args.disable_cors).map_err(|err| {
             anyhow::anyhow!("invalid --cors-domain / HASURA_GRAPHQL_CORS_DOMAIN: {err}")
@@ -570,10 +572,13 @@ pub(crate) fn unhonoured_auth_variable<'a>(
         "ROLE",
         "ACCESS_KEY",
     ];
+    // Read by pgdump-api's own client, and nothing to do with who may call the server.
+    const CLIENT: [&str; 1] = ["HASURA_GRAPHQL_CERTIFICATE_AUTHORITY"];
     vars.into_iter().find(|var| {
         var.strip_prefix("HASURA_GRAPHQL_")
             .is_some_and(|rest| WORDS.iter().any(|word| rest.contains(word)))
             && !declared.contains(var)
+            && !CLIENT.contains(var)
     })
 }
 
@@ -882,6 +887,8 @@ pub(crate) mod tests {
             "HASURA_GRAPHQL_CORS_DOMAIN",
             "HASURA_GRAPHQL_DISABLE_CORS",
             "HASURA_GRAPHQL_WS_READ_COOKIE",
+            // The client's, in a shell that also starts the server.
+            "HASURA_GRAPHQL_CERTIFICATE_AUTHORITY",
         ];
         assert_eq!(unhonoured_auth_variable(hasura, &declared), None);
     }

@@ -84,7 +84,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             )
         })?;
     let address = listener.local_addr().context("no local address")?;
-    if config.auth == AuthMode::Open && !address.ip().is_loopback() {
+    // In front mode the upstream judges every caller without a known secret.
+    if config.auth == AuthMode::Open && config.upstream.is_none() && !address.ip().is_loopback() {
         tracing::warn!(target: "startup", address = %address,
             "no admin secret is set: anyone who can reach this server can dump the database; set --admin-secret / HASURA_GRAPHQL_ADMIN_SECRET");
     }

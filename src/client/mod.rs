@@ -103,7 +103,17 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         let dir = staging.commit()?;
         print_path(&dir.join("up.sql"))?;
         let quiet = args.connect.quiet;
-        applied::mark_applied(&endpoint, &args.database_name, version, quiet).await;
+        match settings.layout()? {
+            Layout::V3 => {
+                applied::mark_applied(&endpoint, &args.database_name, version, quiet).await
+            }
+            // A config v2 CLI keeps its applied migrations in hdb_catalog.schema_migrations,
+            // which only it writes.
+            Layout::V2 => eprintln!(
+                "config v2 project: mark migration {version} applied with \
+                 hasura migrate apply --skip-execution --version {version}"
+            ),
+        }
         Ok(())
     })
 }

@@ -19,6 +19,8 @@ use crate::secret::Secret;
 const DEFAULT_ENDPOINT: &str = "http://localhost:8080";
 /// The PG Dump API's path, as `api_paths.pg_dump` defaults in the Hasura CLI.
 const DEFAULT_PG_DUMP_PATH: &str = "v1alpha1/pg_dump";
+/// The metadata API's path, as `api_paths.v1_metadata` defaults in the Hasura CLI.
+const DEFAULT_METADATA_PATH: &str = "v1/metadata";
 
 /// `config.yaml`'s keys that matter here; the others are ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +43,7 @@ struct ConfigFile {
 #[derive(Debug, Default, Deserialize)]
 struct ApiPaths {
     pg_dump: Option<String>,
+    v1_metadata: Option<String>,
 }
 
 /// How migrations and seeds are laid out.
@@ -57,7 +60,7 @@ pub(super) enum Layout {
 pub(super) struct Settings {
     /// The PG Dump API's URL: the endpoint with `api_paths.pg_dump` after its path.
     pub url: Url,
-    /// Hasura's metadata API: the endpoint with `v1/metadata` after its path.
+    /// Hasura's metadata API: the endpoint with `api_paths.v1_metadata` after its path.
     pub metadata_url: Url,
     /// Sent as `x-hasura-admin-secret`.
     pub admin_secret: Option<Secret>,
@@ -127,6 +130,13 @@ impl Settings {
                 "api_paths.pg_dump",
             )
             .map_or_else(|| DEFAULT_PG_DUMP_PATH.to_owned(), |(value, _)| value);
+        let metadata_path = lookup
+            .get(
+                "HASURA_GRAPHQL_API_PATHS_V1_METADATA",
+                |c| c.api_paths.v1_metadata.clone(),
+                "api_paths.v1_metadata",
+            )
+            .map_or_else(|| DEFAULT_METADATA_PATH.to_owned(), |(value, _)| value);
         let admin_secret = match &args.admin_secret {
             Some(secret) => Some(secret.clone()),
             None => admin_secret(&lookup)?,
@@ -162,7 +172,7 @@ impl Settings {
         };
         Ok(Settings {
             url: api_url(&endpoint, &pg_dump_path),
-            metadata_url: api_url(&endpoint, "v1/metadata"),
+            metadata_url: api_url(&endpoint, &metadata_path),
             admin_secret,
             certificate_authority,
             insecure_skip_tls_verify,

@@ -2,12 +2,14 @@
 //! `GET /v1alpha1/pg_dump/sources` (every source, its server's version and the pg_dump that
 //! would run) and `POST /v1alpha1/pg_dump/catalog` (a source's schemas and their objects).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Extension;
 use futures_util::future::join_all;
 use serde::Serialize;
 use serde_json::Value;
@@ -36,9 +38,13 @@ struct SourceInfo {
 }
 
 /// `GET /v1alpha1/pg_dump/sources`.
-pub(super) async fn sources(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(err) = require_admin(&state, &headers).await {
-        return err.to_response(state.config.dev_mode);
+pub(super) async fn sources(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Response {
+    if let Err(refused) = require_admin(&state, &headers, peer).await {
+        return refused;
     }
     let snapshot = state.sources.snapshot();
     let entries = snapshot.entries().map(|(name, entry)| {
@@ -99,10 +105,13 @@ async fn describe(state: &AppState, source: &Source, kind: &str) -> SourceInfo {
 pub(super) async fn catalog(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Body,
 ) -> Response {
+    if let Err(refused) = require_admin(&state, &headers, peer).await {
+        return refused;
+    }
     let answer = async {
-        require_admin(&state, &headers).await?;
         let body = read_body(&headers, body, state.config.request_header_timeout).await?;
         let name = source_name(&body)?;
         let source =

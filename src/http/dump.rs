@@ -23,8 +23,7 @@ use super::encoding::{self, Coding, Negotiated};
 use super::error::ApiError;
 use super::request::DumpRequest;
 use super::state::AppState;
-use crate::auth::{self, ADMIN_ROLE};
-use crate::front;
+use crate::auth::ADMIN_ROLE;
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
 use crate::pg_dump::{DumpError, Hold, Output, Started, Stop, Version};
@@ -47,19 +46,9 @@ pub(super) async fn pg_dump(
     // Authentication needs only the headers, so it comes first: an unauthenticated caller
     // never gets the server to read its body. Hyper skips a body that has already arrived
     // (keeping the connection) and closes the connection after the answer otherwise.
-    let (role, method) = match &state.front {
-        // In front mode the upstream judges what pgdump-api cannot.
-        Some(front) => {
-            let peer = peer.map(|Extension(ConnectInfo(peer))| peer);
-            match front::authenticate(front, &state.config.auth, &headers, peer).await {
-                Ok(found) => found,
-                Err(refused) => return refused,
-            }
-        }
-        None => match auth::authenticate(&state.config.auth, &headers).await {
-            Ok(found) => found,
-            Err(err) => return ApiError::from(err).to_response(state.config.dev_mode),
-        },
+    let (role, method) = match super::authenticate(&state, &headers, peer).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
     };
     let caller = Caller {
         role,

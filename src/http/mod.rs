@@ -131,15 +131,40 @@ fn json_response(body: String) -> Response {
 
 /// For the admin-only endpoints other than the dump (which reads its body before it says
 /// `access-denied`, as Hasura does): the caller must authenticate as admin.
-async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    match auth::authenticate(&state.config.auth, headers).await? {
+async fn require_admin(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Result<(), Response> {
+    match authenticate(state, headers, peer).await? {
         (role, _) if role == ADMIN_ROLE => Ok(()),
-        _ => Err(ApiError::NotAdmin),
+        _ => Err(ApiError::NotAdmin.to_response(state.config.dev_mode)),
+    }
+}
+
+/// The caller's role and how it was learnt, or the answer that refuses it: the configured auth
+/// mode, or in front mode the upstream for what pgdump-api cannot judge itself.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Result<(String, auth::Method), Response> {
+    match &state.front {
+        Some(front) => {
+            let peer = peer.map(|Extension(ConnectInfo(peer))| peer);
+            front::authenticate(front, &state.config.auth, headers, peer).await
+        }
+        None => (auth::authenticate(&state.config.auth, headers).await)
+            .map_err(|err| ApiError::from(err).to_response(state.config.dev_mode)),
     }
 }
 
 /// Prometheus metrics, for admins or holders of the metrics secret.
-async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Response {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "));
@@ -148,8 +173,8 @@ async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Resp
         _ => false,
     };
     if !by_secret {
-        if let Err(err) = require_admin(&state, &headers).await {
-            return err.into_response();
+        if let Err(refused) = require_admin(&state, &headers, peer).await {
+            return refused;
         }
     }
     let sources = state.sources.snapshot();

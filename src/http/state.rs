@@ -7,7 +7,7 @@ use crate::front::Front;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::pg_dump::{Dumper, RestrictKeys, Toolbox};
-use crate::sources::LiveSources;
+use crate::sources::{Entry, LiveSources};
 
 use super::conns;
 
@@ -41,9 +41,14 @@ impl AppState {
         let sources = sources.into();
         let snapshot = sources.snapshot();
         let pg_dumps = snapshot.postgres_names().count() * config.limits.max_concurrent;
-        let max_connections = config
-            .max_connections
-            .unwrap_or_else(|| conns::default_cap(conns::open_files_limit(), pg_dumps));
+        let max_connections = config.max_connections.unwrap_or_else(|| {
+            // In front mode a client connection may hold one to the upstream as well.
+            let files = match config.upstream {
+                Some(_) => conns::open_files_limit().map(|limit| limit / 2),
+                None => conns::open_files_limit(),
+            };
+            conns::default_cap(files, pg_dumps)
+        });
         let limits = Limits::new(
             snapshot.postgres_names(),
             config.limits.max_concurrent,
@@ -72,7 +77,12 @@ impl AppState {
     /// What keeps this replica from serving dumps (for `/healthz`); empty when it is ready.
     pub(crate) fn not_ready(&self) -> Vec<String> {
         let mut missing = Vec::new();
-        if self.sources.snapshot().postgres_names().next().is_none() {
+        // A source whose connection cannot be had (an unset variable) does not count.
+        let sources = self.sources.snapshot();
+        let usable = sources
+            .entries()
+            .any(|(_, entry)| matches!(entry, Entry::Postgres { .. }));
+        if !usable {
             missing.push("no PostgreSQL source is loaded".to_owned());
         }
         let binaries = self.dumper.toolbox().binaries();

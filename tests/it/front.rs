@@ -637,3 +637,33 @@ async fn our_client_marks_its_migration_applied_when_the_server_has_the_metadata
         "{stderr}"
     );
 }
+
+/// The dump page's endpoints and the metrics are judged like the dump itself in front mode:
+/// with no secret of its own, pgdump-api asks Hasura, and is never open.
+#[tokio::test]
+async fn page_endpoints_and_metrics_are_judged_by_the_upstream() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let hasura = Hasura::start().await;
+    let server = Server::builder(&db.url)
+        .args([
+            "--upstream",
+            &hasura.url(),
+            "--enabled-apis",
+            "pgdump,metrics",
+        ])
+        .start();
+    let admin = format!("Bearer {}", hasura::jwt(JWT_KEY, "admin", &["admin"]));
+    let user = format!("Bearer {}", hasura::jwt(JWT_KEY, "user", &["user"]));
+    for path in ["/v1alpha1/pg_dump/sources", "/v1/metrics"] {
+        let get = |authorization: Option<&str>| {
+            let mut request = http().get(server.url(path));
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(get(Some(&admin)).await, 200, "{path} as admin");
+        assert_eq!(get(Some(&user)).await, 400, "{path} as a user");
+        assert_eq!(get(None).await, 400, "{path} without a credential");
+    }
+}
