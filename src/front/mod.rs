@@ -91,10 +91,18 @@ pub(crate) async fn forward(State(state): State<Arc<AppState>>, request: Request
         return ApiError::NotFound.into_response();
     };
     match pass(front, request).await {
-        Ok(response) => response,
+        Ok(mut response) => {
+            response.extensions_mut().insert(PassedThrough);
+            response
+        }
         Err(err) => err.into_response(),
     }
 }
+
+/// Marks an answer the upstream gave (a response extension): the upstream logs that request
+/// in its own http-log, so pgdump-api's request log leaves it out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassedThrough;
 
 async fn pass(front: &Front, mut request: Request) -> Result<Response, ApiError> {
     let upgrade = headers::wants_upgrade(request.headers());

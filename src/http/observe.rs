@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 use super::cutoff::{Cut, Reason};
 use super::dump::{DumpAudit, RequestReadTime};
 use super::error::ErrorSummary;
+use crate::front::PassedThrough;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -61,6 +62,15 @@ pub(super) async fn observe(mut request: Request, next: Next) -> Response {
     };
     let mut response = next.run(request).await;
     response.headers_mut().insert(REQUEST_ID, request_id);
+    if response.extensions().get::<PassedThrough>().is_some() {
+        // Hasura writes the http-log line of what it answered; a second one here would count
+        // the request twice in pipelines built for Hasura's logs.
+        tracing::debug!(target: "server", request_id = %pending.request_id,
+            method = %pending.method, url = %pending.url, status = response.status().as_u16(),
+            "passed through to the upstream");
+        pending.started = None;
+        return response;
+    }
     pending.status = Some(response.status().as_u16());
     pending.error = response.extensions().get::<ErrorSummary>().cloned();
     pending.audit = response.extensions().get::<DumpAudit>().cloned();

@@ -667,3 +667,23 @@ async fn page_endpoints_and_metrics_are_judged_by_the_upstream() {
         assert_eq!(get(None).await, 400, "{path} without a credential");
     }
 }
+
+/// Hasura logs what it answers: pgdump-api's http-log has only its own requests, so pipelines
+/// built for Hasura's logs count a passed-through request once.
+#[tokio::test]
+async fn passed_through_requests_are_not_in_pgdump_apis_http_log() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let hasura = Hasura::start().await;
+    let server = front(&db, &hasura, true);
+    let version = http().get(server.url("/v1/version")).send().await.unwrap();
+    assert_eq!(version.status(), 200);
+    let (status, _, _) =
+        dump_with(&server, &[("x-hasura-admin-secret", ADMIN_SECRET.into())]).await;
+    assert_eq!(status, 200);
+    let logs = server.wait_http_logs(1).await;
+    let urls: Vec<&str> = logs
+        .iter()
+        .filter_map(|line| line["detail"]["url"].as_str())
+        .collect();
+    assert_eq!(urls, ["/v1alpha1/pg_dump"]);
+}
