@@ -146,21 +146,16 @@ pub(crate) fn unhonoured_auth_variable<'a>(
     vars: impl IntoIterator<Item = &'a str>,
     declared: &[&str],
 ) -> Option<&'a str> {
-    const WORDS: [&str; 7] = [
-        "SECRET",
-        "JWT",
-        "AUTH",
-        "CORS",
-        "COOKIE",
-        "ROLE",
-        "ACCESS_KEY",
-    ];
-    // Read by pgdump-api's own client, and nothing to do with who may call the server.
-    const CLIENT: [&str; 1] = ["HASURA_GRAPHQL_CERTIFICATE_AUTHORITY"];
+    // Whole `_`-separated words (and their plurals), so that `CERTIFICATE_AUTHORITY`, which
+    // pgdump-api's own client reads, is not taken for an `AUTH` setting.
+    const WORDS: [&str; 7] = ["SECRET", "JWT", "AUTH", "CORS", "COOKIE", "ROLE", "ACCESS"];
+    let about_auth = |rest: &str| {
+        rest.split('_').any(|word| {
+            let singular = word.strip_suffix('S').unwrap_or(word);
+            WORDS.contains(&word) || WORDS.contains(&singular)
+        })
+    };
     vars.into_iter().find(|var| {
-        var.strip_prefix("HASURA_GRAPHQL_")
-            .is_some_and(|rest| WORDS.iter().any(|word| rest.contains(word)))
-            && !declared.contains(var)
-            && !CLIENT.contains(var)
+        var.strip_prefix("HASURA_GRAPHQL_").is_some_and(about_auth) && !declared.contains(var)
     })
 }
