@@ -65,7 +65,7 @@ pub struct ServeArgs {
     pub(crate) auth_hook_timeout: u64,
 
     /// Whether the POST webhook gets the request body (this API has no GraphQL request, so
-    /// `request` is always null).
+    /// `request` is always null) [default: true].
     #[arg(long, env = "HASURA_GRAPHQL_AUTH_HOOK_SEND_REQUEST_BODY",
           num_args = 0..=1, default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub(crate) auth_hook_send_request_body: Option<bool>,
@@ -187,7 +187,8 @@ pub struct ServeArgs {
     pub(crate) request_header_timeout: u64,
 
     /// Most client connections kept open; past it the oldest idle ones are closed to serve new
-    /// ones. 0 (the default): the open-files limit less a reserve for pg_dump, at most 4096.
+    /// ones. 0 (the default): the open-files limit (half of it with --upstream) less a reserve
+    /// for pg_dump, at most 4096.
     #[arg(long, env = "HASURA_GRAPHQL_MAX_CONNECTIONS", default_value_t = 0)]
     pub(crate) max_connections: u32,
     /// Seconds a client may accept no bytes of a response before the connection is closed
@@ -210,7 +211,7 @@ pub struct ServeArgs {
 
     /// Front mode: the Hasura GraphQL Engine (`http://host:port`) that every request but
     /// pgdump-api's own (POST /v1alpha1/pg_dump, the dump page and its endpoints, /healthz,
-    /// /v1/metrics) is passed to; credentials other than a known admin secret are checked by
+    /// /v1/metrics when enabled) is passed to; credentials other than a known admin secret are checked by
     /// asking it.
     #[arg(long, env = "HASURA_GRAPHQL_PG_DUMP_UPSTREAM")]
     pub(crate) upstream: Option<String>,
