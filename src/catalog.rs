@@ -12,6 +12,10 @@ use tokio_postgres::SimpleQueryMessage;
 use crate::conninfo::ConnInfo;
 use crate::server_version;
 
+/// How many catalog reads a server runs at once: a page left refreshing, or a script, must
+/// not take the database's sessions from Hasura and pg_dump.
+pub(crate) const CONCURRENT_READS: usize = 4;
+
 /// How long the catalog query may run, and how long it may wait for a lock.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,7 +49,10 @@ pub(crate) struct Relation {
     /// table.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
-    /// Bytes on disk with indexes and TOAST; absent for views.
+    /// Bytes on disk with indexes and TOAST, from the planner's page counts (as of the last
+    /// VACUUM, ANALYZE or CREATE INDEX): read from the catalog alone, so that a table locked by a
+    /// migration does not hold the catalog up, as `pg_total_relation_size` would. Absent for
+    /// views.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
 }
@@ -90,8 +97,14 @@ async fn query(conn: &ConnInfo) -> Result<Catalog, CatalogError> {
          SELECT n.nspname, c.relname, c.relkind::text,
                 CASE WHEN c.reltuples >= 0 AND c.relkind IN ('r', 'm', 'f')
                      THEN c.reltuples::bigint END,
-                CASE WHEN c.relkind IN ('r', 'm', 'S', 'p')
-                     THEN pg_total_relation_size(c.oid) END
+                CASE WHEN c.relkind IN ('r', 'm', 'S', 'p') THEN
+                     (c.relpages
+                      + COALESCE((SELECT t.relpages FROM pg_class t
+                                   WHERE t.oid = c.reltoastrelid), 0)
+                      + COALESCE((SELECT sum(i.relpages) FROM pg_index x
+                                   JOIN pg_class i ON i.oid = x.indexrelid
+                                   WHERE x.indrelid = c.oid), 0))::bigint
+                     * current_setting('block_size')::bigint END
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') AND NOT c.relispartition
             AND {SYSTEM_SCHEMAS}

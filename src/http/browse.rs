@@ -116,6 +116,7 @@ pub(super) async fn catalog(
         let name = source_name(&body)?;
         let source =
             (state.sources.get(&name).await).map_err(|why| ApiError::unavailable(&name, why))?;
+        let _turn = (state.catalog_reads.acquire().await).expect("the semaphore is never closed");
         let catalog = catalog::read(&source.conn).await?;
         let body = serde_json::json!({ "source": name, "schemas": catalog.schemas });
         Ok::<_, ApiError>(json_response(body.to_string()))

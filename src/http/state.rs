@@ -1,6 +1,7 @@
 //! [`AppState`]: what every request may read — the configuration as given, and what the
 //! server built from it (sources, the pg_dump runner, limits, metrics).
 
+use crate::catalog;
 use crate::cluster::ClusterLimits;
 use crate::config::Config;
 use crate::front::Front;
@@ -29,6 +30,9 @@ pub(crate) struct AppState {
     pub max_connections: usize,
     /// Front mode: the upstream Hasura that every other request goes to.
     pub front: Option<Front>,
+    /// Catalog reads running at once (each holds a session in its source's database); more
+    /// wait their turn.
+    pub catalog_reads: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -70,6 +74,7 @@ impl AppState {
             limits,
             max_connections,
             front: config.upstream.clone().map(Front::new),
+            catalog_reads: tokio::sync::Semaphore::new(catalog::CONCURRENT_READS),
             config,
         }
     }

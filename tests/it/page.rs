@@ -612,3 +612,61 @@ async fn in_a_browser_preview_of_a_large_dump_shows_64_kib_and_stops_pg_dump() {
     // The rest of the ~62 MB dump is not made: pg_dump stops with the preview.
     no_pg_dump_left(&server).await;
 }
+
+#[tokio::test]
+async fn catalog_answers_while_a_migration_holds_a_table_lock() {
+    let db = TestDb::with(&catalog_schema()).await;
+    let server = Server::builder(&db.url).secret(SECRET).start();
+    let _lock = lock_articles(&db).await;
+    let started = Instant::now();
+    let reply = post(&server, "/v1alpha1/pg_dump/catalog", "{}", ADMIN).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let public = &reply.json()["schemas"][2];
+    let articles = public["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "articles")
+        .expect("articles listed");
+    assert!(articles["bytes"].as_u64().unwrap() > 8192, "{articles}");
+}
+
+#[tokio::test]
+async fn concurrent_catalog_requests_hold_few_database_sessions() {
+    let db = TestDb::with(&catalog_schema()).await;
+    let server = Server::builder(&db.url).secret(SECRET).start();
+    let url = server.url("/v1alpha1/pg_dump/catalog");
+    let requests: Vec<_> = (0..40)
+        .map(|_| {
+            let request = http()
+                .post(&url)
+                .header("x-hasura-admin-secret", SECRET)
+                .body("{}");
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let client = db.client().await;
+    let mut most = 0;
+    while !requests.iter().all(|request| request.is_finished()) {
+        let sessions: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgdump-api' \
+                 AND datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        most = most.max(sessions);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    assert!(most <= 4, "{most} catalog sessions at once");
+}
