@@ -9,7 +9,6 @@
 //! process groups of their own, so a Ctrl-C in the terminal reaches neither before the
 //! process that owns them has let go.
 
-use std::io::Read;
 use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -36,6 +35,8 @@ pub struct Cluster {
     /// Its port on 127.0.0.1.
     pub port: u16,
     password: String,
+    /// Its directory: data, sockets and `server.log`.
+    dir: PathBuf,
     /// The postmaster and the watchdog, until [`Cluster::stop`].
     processes: Mutex<Option<(Child, Child)>>,
 }
@@ -107,9 +108,10 @@ impl Cluster {
             bin_dir,
             port,
             password: password.to_owned(),
+            dir,
             processes: Mutex::new(Some((server, watchdog))),
         };
-        wait_ready(&cluster.bin_dir, port, &dir)?;
+        wait_ready(&cluster)?;
         Ok(cluster)
     }
 
@@ -146,7 +148,13 @@ impl Cluster {
         let (client, connection) =
             tokio_postgres::connect(&self.url(dbname), tokio_postgres::NoTls)
                 .await
-                .with_context(|| format!("connect to {dbname} on port {}", self.port))?;
+                .with_context(|| {
+                    format!(
+                        "connect to {dbname} on port {} (the end of its server log:\n{})",
+                        self.port,
+                        self.log_tail()
+                    )
+                })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -168,6 +176,14 @@ impl Cluster {
                 .with_context(|| format!("the schema of {name}"))?;
         }
         Ok(())
+    }
+
+    /// The last lines of the server's log: why it refuses connections, or stopped.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("server.log"))
+            .unwrap_or_else(|err| format!("(no log: {err})"));
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// Stops the server and removes its directory now, rather than when this process exits.
@@ -289,17 +305,27 @@ fn accessible_to(bin_dir: &Path, user: Option<(u32, u32)>) -> Result<PathBuf> {
     let name = install.to_string_lossy().replace(['/', '@'], "_");
     let copy = std::env::temp_dir().join(format!("pgdump-api-pg{name}"));
     if !runs(&copy.join("bin")) {
+        // Copied beside it and renamed into place, so that a cluster started at the same
+        // time (another test, another process) never runs a half-copied install.
+        let partial = tempfile::Builder::new()
+            .prefix(&format!("pgdump-api-pg{name}.partial-"))
+            .tempdir()
+            .context("temp dir")?
+            .keep();
         let status = Command::new("cp")
             .arg("-a")
             .arg(install)
-            .arg(&copy)
+            .arg(partial.join("install"))
             .status()
             .context("cp")?;
         Command::new("chmod")
             .args(["-R", "a+rX"])
-            .arg(&copy)
+            .arg(&partial)
             .status()
             .ok();
+        // Losing the race to another copy is fine: it is the same install.
+        let _ = std::fs::rename(partial.join("install"), &copy);
+        let _ = std::fs::remove_dir_all(&partial);
         if !status.success() || !runs(&copy.join("bin")) {
             bail!("{} cannot be run by the server user", bin_dir.display());
         }
@@ -307,17 +333,18 @@ fn accessible_to(bin_dir: &Path, user: Option<(u32, u32)>) -> Result<PathBuf> {
     Ok(copy.join("bin"))
 }
 
-fn wait_ready(bin_dir: &Path, port: u16, dir: &Path) -> Result<()> {
+fn wait_ready(cluster: &Cluster) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     // Some server-only builds have no pg_isready: any client build's will do.
-    let pg_isready = std::iter::once(bin_dir.to_owned())
+    let pg_isready = std::iter::once(cluster.bin_dir.clone())
         .chain(self::bin_dir().ok())
         .map(|dir| dir.join("pg_isready"))
         .find(|path| path.is_file())
         .context("no pg_isready found")?;
+    let port = cluster.port.to_string();
     while Instant::now() < deadline {
         let ready = Command::new(&pg_isready)
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-q", "-h", "127.0.0.1", "-p", &port])
             .status()
             .is_ok_and(|status| status.success());
         if ready {
@@ -325,9 +352,8 @@ fn wait_ready(bin_dir: &Path, port: u16, dir: &Path) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut log = String::new();
-    if let Ok(mut file) = std::fs::File::open(dir.join("server.log")) {
-        let _ = file.read_to_string(&mut log);
-    }
-    bail!("PostgreSQL did not start on port {port}:\n{log}")
+    bail!(
+        "PostgreSQL did not start on port {port}:\n{}",
+        cluster.log_tail()
+    )
 }

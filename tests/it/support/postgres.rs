@@ -19,21 +19,22 @@ pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| cluster_of(&bin_dir()))
 }
 
-/// The cluster of the PostgreSQL build in `bin_dir`, started on first use.
+/// The cluster of the PostgreSQL build in `bin_dir`, started once, on first use.
 pub fn cluster_of(bin_dir: &Path) -> &'static Cluster {
-    static CLUSTERS: OnceLock<Mutex<HashMap<PathBuf, &'static Cluster>>> = OnceLock::new();
-    let clusters = CLUSTERS.get_or_init(Default::default);
-    if let Some(cluster) = clusters.lock().unwrap().get(bin_dir) {
-        return cluster;
-    }
-    // Started outside the lock: clusters of different versions start in parallel.
-    let started =
-        Cluster::start(bin_dir, "test", PASSWORD, &[]).unwrap_or_else(|err| panic!("{err:#}"));
-    let mut clusters = clusters.lock().unwrap();
-    let cluster: &'static Cluster = clusters
+    type Slot = &'static OnceLock<&'static Cluster>;
+    static CLUSTERS: OnceLock<Mutex<HashMap<PathBuf, Slot>>> = OnceLock::new();
+    let slot: Slot = *CLUSTERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
         .entry(bin_dir.to_owned())
-        .or_insert_with(|| Box::leak(Box::new(started)));
-    cluster
+        .or_insert_with(|| Box::leak(Box::default()));
+    // Started outside the map's lock: clusters of different versions start in parallel.
+    slot.get_or_init(|| {
+        let started =
+            Cluster::start(bin_dir, "test", PASSWORD, &[]).unwrap_or_else(|err| panic!("{err:#}"));
+        Box::leak(Box::new(started))
+    })
 }
 
 /// PostgreSQL's bin directory (see `xtask::cluster::bin_dir`).
