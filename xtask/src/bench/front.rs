@@ -63,6 +63,15 @@ pub(super) fn run(bin: &Path, cluster: &Cluster, db: &str, secret: &str) -> Resu
     let upstream = upstream_runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
     let upstream_addr = upstream.local_addr()?;
     upstream_runtime.spawn(serve_upstream(upstream));
+    // A bare TCP relay to the same upstream, on threads of its own as a separate process
+    // would be: what copying the bytes alone costs a proxy.
+    let relay_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let relay = relay_runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+    let relay_addr = relay.local_addr()?;
+    relay_runtime.spawn(serve_relay(relay, upstream_addr));
 
     let server = Server::start(
         bin,
@@ -119,10 +128,15 @@ pub(super) fn run(bin: &Path, cluster: &Cluster, db: &str, secret: &str) -> Resu
         "front mode: a {big_mb} MiB response, {rounds} rounds per side, alternating"
     ));
     let bytes = big_mb << 20;
-    let (direct_us, front_us) = client_runtime.block_on(async {
-        let (mut direct_us, mut front_us) = (Vec::new(), Vec::new());
+    let relayed = format!("http://{relay_addr}");
+    let (direct_us, front_us, relay_us) = client_runtime.block_on(async {
+        let (mut direct_us, mut front_us, mut relay_us) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            for (base, series) in [(&direct, &mut direct_us), (&front, &mut front_us)] {
+            for (base, series) in [
+                (&direct, &mut direct_us),
+                (&front, &mut front_us),
+                (&relayed, &mut relay_us),
+            ] {
                 let (us, got) = timed_get(&http, &format!("{base}/big?mb={big_mb}")).await?;
                 if got != bytes {
                     bail!("{got} bytes of {bytes}");
@@ -130,7 +144,7 @@ pub(super) fn run(bin: &Path, cluster: &Cluster, db: &str, secret: &str) -> Resu
                 series.push(us);
             }
         }
-        anyhow::Ok((median(&direct_us), median(&front_us)))
+        anyhow::Ok((median(&direct_us), median(&front_us), median(&relay_us)))
     })?;
     let mb_s = |us: f64| bytes as f64 / (1 << 20) as f64 / (us / 1e6);
     note(
@@ -140,6 +154,15 @@ pub(super) fn run(bin: &Path, cluster: &Cluster, db: &str, secret: &str) -> Resu
             mb_s(direct_us),
             mb_s(front_us),
             direct_us / front_us
+        ),
+    );
+    note(
+        &mut rows,
+        format!(
+            "| for reference: the same response through a bare TCP relay (bytes copied, nothing parsed) | {:.0} MiB/s | {:.0} MiB/s ({:.2}×) | |",
+            mb_s(direct_us),
+            mb_s(relay_us),
+            direct_us / relay_us
         ),
     );
 
@@ -221,6 +244,7 @@ pub(super) fn run(bin: &Path, cluster: &Cluster, db: &str, secret: &str) -> Resu
     ));
     drop(server);
     upstream_runtime.shutdown_timeout(Duration::from_secs(1));
+    relay_runtime.shutdown_timeout(Duration::from_secs(1));
 
     let mut table =
         "| through the front (pgdump-api `--upstream`) | straight to the upstream | through the front | target |\n|---|---|---|---|\n"
@@ -230,6 +254,24 @@ pub(super) fn run(bin: &Path, cluster: &Cluster, db: &str, secret: &str) -> Resu
         table.push('\n');
     }
     Ok(Some(table))
+}
+
+/// Relays each connection to `upstream` byte for byte, with 256 KiB buffers each way.
+async fn serve_relay(listener: TcpListener, upstream: SocketAddr) {
+    const BUFFER: usize = 256 * 1024;
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                let _ = tokio::io::copy_bidirectional_with_sizes(
+                    &mut inbound,
+                    &mut outbound,
+                    BUFFER,
+                    BUFFER,
+                )
+                .await;
+            }
+        });
+    }
 }
 
 /// A GET to its end: microseconds and body bytes.
