@@ -289,7 +289,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The text exposition, with the running and queued gauges read from `limits` now.
+    /// The text exposition, with the running and queued gauges read from `limits` now, for
+    /// the sources there are now (a source gone from the metadata leaves no stale gauge).
     pub(crate) fn render<'a>(
         &self,
         limits: &Limits,
@@ -299,6 +300,8 @@ impl Metrics {
             .scrape
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.running.clear();
+        self.queued.clear();
         for source in sources {
             let (running, queued) = limits.load(source);
             let label = Self::source(source);
@@ -336,6 +339,30 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_removed_source_leaves_no_load_gauges() {
+        let metrics = Metrics::new(&Toolbox::from_binaries(Vec::new()));
+        let limits = Limits::new(["default", "billing"], 2, 2);
+        let both = metrics.render(&limits, ["default", "billing"].into_iter());
+        assert!(
+            both.contains("pgdump_dumps_queued{source=\"billing\"} 0"),
+            "{both}"
+        );
+        let one = metrics.render(&limits, ["default"].into_iter());
+        assert!(
+            !one.contains("pgdump_dumps_running{source=\"billing\"}"),
+            "{one}"
+        );
+        assert!(
+            !one.contains("pgdump_dumps_queued{source=\"billing\"}"),
+            "{one}"
+        );
+        assert!(
+            one.contains("pgdump_dumps_running{source=\"default\"} 0"),
+            "{one}"
+        );
     }
 
     #[test]

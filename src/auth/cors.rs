@@ -126,10 +126,14 @@ fn split_port(text: &str) -> Option<(String, Option<u32>)> {
 }
 
 /// An origin's parts with its first host label dropped, to compare with wildcards:
-/// `https://a.example.com` is `https://` + `example.com`.
+/// `https://a.example.com` is `https://` + `example.com`. An empty first label
+/// (`https://.example.com`, which no browser sends) matches no wildcard.
 fn wildcard_parts(origin: &str) -> Option<Domain> {
     let (scheme, rest) = split_scheme(origin)?;
-    let (_, rest) = rest.split_once('.')?;
+    let (label, rest) = rest.split_once('.')?;
+    if label.is_empty() {
+        return None;
+    }
     let (host, port) = split_port(rest)?;
     Some(Domain { scheme, host, port })
 }
@@ -216,6 +220,7 @@ mod tests {
             ("https://a.example.org", true),
             ("https://a.b.example.org", false),
             ("https://example.org", false),
+            ("https://.example.org", false),
             ("https://a.example.org:8080", false),
             ("myapp+x://dev.local:8443", true),
             ("myapp+x://dev.local", false),
