@@ -6,8 +6,15 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 
 use super::AuthError;
+
+/// Calls to the hook in flight at once; more wait for a turn (within the hook's timeout), so
+/// that a flood of requests costs a waiting future each, not a connection to the hook.
+const CONCURRENT_CALLS: usize = 64;
+/// The most of a hook's answer that is read: session variables are a small JSON object.
+const MAX_ANSWER: usize = 64 * 1024;
 
 /// Client headers never forwarded to a `GET` hook (Hasura's list).
 const IGNORED: [&str; 14] = [
@@ -34,6 +41,8 @@ pub(crate) struct AuthHook {
     post: bool,
     send_request_body: bool,
     client: reqwest::Client,
+    timeout: Duration,
+    turns: Semaphore,
 }
 
 impl PartialEq for AuthHook {
@@ -71,11 +80,22 @@ impl AuthHook {
             post,
             send_request_body,
             client,
+            timeout,
+            turns: Semaphore::new(CONCURRENT_CALLS),
         })
     }
 
     /// The caller's role, as the hook decides it.
     pub(crate) async fn role(&self, headers: &HeaderMap) -> Result<String, AuthError> {
+        let Ok(Ok(_turn)) = tokio::time::timeout(self.timeout, self.turns.acquire()).await else {
+            tracing::warn!(target: "webhook-log", url = %self.url, waiting = CONCURRENT_CALLS,
+                "the authentication webhook is answering too slowly for the requests waiting on it");
+            return Err(AuthError::Refused {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "unexpected",
+                message: "too many requests are waiting for the authentication webhook".to_owned(),
+            });
+        };
         let request = if self.post {
             let mut sent = Map::new();
             for (name, value) in headers {
@@ -110,7 +130,7 @@ impl AuthHook {
             }
         };
         let status = response.status();
-        let body = match response.bytes().await {
+        let body = match read_capped(response).await {
             Ok(body) => body,
             Err(error) => {
                 tracing::error!(target: "webhook-log", url = %self.url, %error,
@@ -151,4 +171,16 @@ impl AuthHook {
             )),
         }
     }
+}
+
+/// A hook's answer, refused beyond [`MAX_ANSWER`] bytes.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|err| err.to_string())? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("an answer longer than {MAX_ANSWER} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

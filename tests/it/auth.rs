@@ -1219,6 +1219,72 @@ async fn auth_hook_allows_denies_and_fails_as_hasura() {
     }
 }
 
+/// A flood of requests asks the webhook a bounded number at a time; those that cannot get a
+/// turn within the hook's timeout are told so (503), and every request gets an answer.
+#[tokio::test]
+async fn a_flood_of_requests_asks_the_hook_a_few_at_a_time() {
+    let db = TestDb::new().await;
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (counting, highest) = (Arc::clone(&now), Arc::clone(&most));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::get(move || {
+            let (now, most) = (Arc::clone(&counting), Arc::clone(&highest));
+            async move {
+                let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(at_once, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                (
+                    [("content-type", "application/json")],
+                    json!({"x-hasura-role": "user"}).to_string(),
+                )
+            }
+        }),
+    );
+    let hook = format!("{}/hook", serve(app).await);
+    let server = Server::builder(&db.url)
+        .secret("s3cret")
+        .env("HASURA_GRAPHQL_AUTH_HOOK", &hook)
+        .env("HASURA_GRAPHQL_AUTH_HOOK_TIMEOUT", "1")
+        .start();
+    let requests = (0..300).map(|_| dump_with(&server, &[("authorization", "Bearer x")]));
+    let replies = futures_util::future::join_all(requests).await;
+    let (mut judged, mut busy) = (0, 0);
+    for reply in &replies {
+        match reply.status {
+            400 => {
+                assert_refused(
+                    reply,
+                    400,
+                    "access-denied",
+                    "You have to be an admin to access this endpoint",
+                );
+                judged += 1;
+            }
+            _ => {
+                assert_refused(
+                    reply,
+                    503,
+                    "unexpected",
+                    "too many requests are waiting for the authentication webhook",
+                );
+                busy += 1;
+            }
+        }
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 64, "{most} calls to the hook at once");
+    // 64 at a time, 0.4 s each, 1 s to wait for a turn: two rounds judged, the rest turned away.
+    assert!(
+        judged >= 64 && busy > 0,
+        "{judged} judged, {busy} turned away"
+    );
+    // And the server goes on serving.
+    let reply = dump_with(&server, &[("x-hasura-admin-secret", "s3cret")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+}
+
 /// The dump page's endpoints take the same credentials as the dump: a JWT admin may list the
 /// sources, a JWT user may not.
 #[tokio::test]
