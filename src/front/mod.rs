@@ -16,10 +16,12 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::http::error::ApiError;
 use crate::http::{AppState, ConnHandle, TakenOver};
@@ -30,6 +32,10 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each direction's buffer in a WebSocket tunnel: frames are small, tunnels many.
 const TUNNEL_BUFFER: usize = 4096;
+/// Connections that passed-through requests and tunnels never hold (half the cap when it is
+/// small): whatever passes through — WebSockets held open, slow uploads, an upstream that
+/// hangs — an admin can still reach pgdump-api's own routes.
+const RESERVED_CONNECTIONS: usize = 64;
 
 /// The upstream and the client that reaches it; its connections are pooled.
 #[derive(Debug)]
@@ -37,16 +43,29 @@ pub(crate) struct Front {
     /// `http://host:port` and a base path without a trailing `/`.
     upstream: Uri,
     client: Client<HttpConnector, Body>,
+    /// A permit per request passing through (held until its answer's body is done) and per
+    /// tunnel (held while it is open).
+    passing: Arc<Semaphore>,
+    /// How many may pass through at once.
+    passing_limit: usize,
 }
 
 impl Front {
-    pub(crate) fn new(upstream: Uri) -> Front {
+    /// The front for `upstream`, on a server that keeps at most `max_connections` open.
+    pub(crate) fn new(upstream: Uri, max_connections: usize) -> Front {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .build(connector);
-        Front { upstream, client }
+        let reserved = RESERVED_CONNECTIONS.min(max_connections / 2);
+        let passing_limit = max_connections.saturating_sub(reserved).max(1);
+        Front {
+            upstream,
+            client,
+            passing: Arc::new(Semaphore::new(passing_limit)),
+            passing_limit,
+        }
     }
 
     /// The upstream's URL for a path and query of ours.
@@ -105,6 +124,11 @@ pub(crate) async fn forward(State(state): State<Arc<AppState>>, request: Request
 pub(crate) struct PassedThrough;
 
 async fn pass(front: &Front, mut request: Request) -> Result<Response, ApiError> {
+    let Ok(passing) = Arc::clone(&front.passing).try_acquire_owned() else {
+        return Err(ApiError::UpstreamBusy {
+            limit: front.passing_limit,
+        });
+    };
     let upgrade = headers::wants_upgrade(request.headers());
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
@@ -129,16 +153,28 @@ async fn pass(front: &Front, mut request: Request) -> Result<Response, ApiError>
         };
         let upstream_side = hyper::upgrade::on(&mut response);
         let hold = handle.map(|handle| handle.take_over());
-        tokio::spawn(tunnel(client_side, upstream_side, hold));
+        tokio::spawn(tunnel(client_side, upstream_side, hold, passing));
+        headers::strip_hop_by_hop(response.headers_mut(), true);
+        return Ok(response);
     }
-    let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    headers::strip_hop_by_hop(response.headers_mut(), upgraded);
-    Ok(response)
+    headers::strip_hop_by_hop(response.headers_mut(), false);
+    // The answer's body holds the permit: the request passes through until it is sent.
+    Ok(response.map(|body| {
+        Body::new(body.map_frame(move |frame| {
+            let _passing = &passing;
+            frame
+        }))
+    }))
 }
 
 /// Once both sides have switched protocols, copies bytes both ways until either side closes,
-/// or the server shuts down.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, hold: Option<TakenOver>) {
+/// or the server shuts down; `_passing` is its place among the requests passing through.
+async fn tunnel(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    hold: Option<TakenOver>,
+    _passing: OwnedSemaphorePermit,
+) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(err) => {

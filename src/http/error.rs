@@ -75,9 +75,14 @@ pub(crate) enum ApiError {
     /// Front mode: the upstream could not be reached, or did not answer as it must.
     #[error("the upstream Hasura GraphQL Engine did not answer: {0}")]
     Upstream(String),
+    /// Front mode: as many requests and WebSockets as may pass through at once already do.
+    #[error(
+        "{limit} requests and WebSockets are passing through to the upstream already; retry later"
+    )]
+    UpstreamBusy { limit: usize },
 }
 
-/// Seconds a client turned away for a busy source is asked to wait.
+/// Seconds a client turned away for a busy source, or a full pass-through, is asked to wait.
 const RETRY_AFTER_SECONDS: &str = "5";
 
 /// The wire form: keys in this order, `internal` only when present.
@@ -108,7 +113,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-            ApiError::Busy { .. } | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Busy { .. } | ApiError::UpstreamBusy { .. } | ApiError::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Catalog(CatalogError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Catalog(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::SourceUnusable { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -140,7 +147,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
             ApiError::BodyTimeout(_) => "request-timeout",
             ApiError::NotAcceptable => "not-acceptable",
-            ApiError::Busy { .. } | ApiError::NotReady(_) => "unavailable",
+            ApiError::Busy { .. } | ApiError::UpstreamBusy { .. } | ApiError::NotReady(_) => {
+                "unavailable"
+            }
             ApiError::Upstream(_) => "bad-gateway",
             ApiError::BodyRead(_) => "bad-request",
             ApiError::SourceUnusable { .. } => "unexpected",
@@ -211,7 +220,7 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
-        if matches!(self, ApiError::Busy { .. }) {
+        if matches!(self, ApiError::Busy { .. } | ApiError::UpstreamBusy { .. }) {
             headers.insert(
                 header::RETRY_AFTER,
                 HeaderValue::from_static(RETRY_AFTER_SECONDS),

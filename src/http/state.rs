@@ -73,7 +73,10 @@ impl AppState {
             dumper: Dumper::new(pg_dump, config.limits.timeout, RestrictKeys::new(secret)),
             limits,
             max_connections,
-            front: config.upstream.clone().map(Front::new),
+            front: config
+                .upstream
+                .clone()
+                .map(|upstream| Front::new(upstream, max_connections)),
             catalog_reads: tokio::sync::Semaphore::new(catalog::CONCURRENT_READS),
             config,
         }

@@ -485,6 +485,60 @@ async fn websocket_upgrades_pass_through_and_outlive_connection_shedding() {
     }
 }
 
+/// Opens a WebSocket through the front: the socket and the head of the answer.
+fn open_websocket(server: &Server) -> (std::net::TcpStream, String) {
+    let mut socket = std::net::TcpStream::connect(server.addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    socket
+        .write_all(
+            b"GET /v1/graphql HTTP/1.1\r\nHost: front\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n",
+        )
+        .unwrap();
+    let head = read_head(&mut socket);
+    (socket, head)
+}
+
+/// Whatever anyone holds open through the front, an admin can still dump: requests and
+/// WebSockets passing through never take the last connections (64, or half a small cap);
+/// past that they are told to retry (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passing_through_never_takes_the_connections_an_admin_needs() {
+    let db = TestDb::with(REFERENCE_SCHEMA).await;
+    let hasura = Hasura::start().await;
+    let server = Server::builder(&db.url)
+        .secret(ADMIN_SECRET)
+        .args(["--upstream", &hasura.url(), "--max-connections", "16"])
+        .start();
+    let (mut open, mut refused) = (Vec::new(), Vec::new());
+    for _ in 0..16 {
+        let (socket, head) = open_websocket(&server);
+        match head.starts_with("HTTP/1.1 101") {
+            true => open.push(socket),
+            false => {
+                let lower = head.to_ascii_lowercase();
+                assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+                assert!(lower.contains("retry-after: 5"), "{head}");
+                refused.push(socket);
+            }
+        }
+    }
+    assert_eq!((open.len(), refused.len()), (8, 8));
+    let admin = [("x-hasura-admin-secret", ADMIN_SECRET.to_owned())];
+    let (status, _, body) = dump_with(&server, &admin).await;
+    assert_eq!(status, 200, "{body}");
+    // A WebSocket that closes frees its place.
+    drop(open.pop());
+    eventually("a WebSocket to pass through again", || {
+        open_websocket(&server).1.starts_with("HTTP/1.1 101")
+    })
+    .await;
+}
+
 fn read_head(socket: &mut std::net::TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0];
