@@ -51,6 +51,9 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Create Hasura seed files from a server's tables.
     Seed(SeedArgs),
+    /// Internal: how the server starts pg_dump, tied to its own life (see `launcher`).
+    #[command(name = crate::launcher::SUBCOMMAND, hide = true)]
+    ExecPgDump(crate::launcher::LaunchArgs),
 }
 
 impl Cli {

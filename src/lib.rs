@@ -21,13 +21,14 @@
 //! [`cli`] is the command line; [`config`] turns `serve`'s flags and environment into a
 //! typed configuration, [`serve`] starts the server from it, and [`logging`] writes
 //! Hasura-shaped JSON log lines. [`secret`] keeps secrets out of `Debug` output.
+//! [`launcher`] starts each pg_dump so that it dies with the server, even a `kill -9`'d one.
 //!
 //! [`client`] is the other side: the `dump`, `migrate create` and `seed create` commands,
 //! which call any server that speaks the PG Dump API and write what it sends atomically.
 //!
 //! Only what the binary, the property tests and the benchmarks use is public (`cli`,
-//! `serve::main`, the client commands, and the pure cores `opts` and `clean`); everything
-//! else is crate-private, so that the compiler points at dead code.
+//! `serve::main`, the client commands, `launcher::main`, and the pure cores `opts` and
+//! `clean`); everything else is crate-private, so that the compiler points at dead code.
 
 #![deny(unreachable_pub)]
 
@@ -41,6 +42,7 @@ pub mod config;
 mod conninfo;
 mod front;
 mod http;
+pub mod launcher;
 mod limits;
 mod logging;
 mod metadata;

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::auth::AuthMode;
 use crate::config::{unhonoured_auth_variable, Config, ServeArgs};
 use crate::http::{self, AppState};
+use crate::launcher::Launcher;
 use crate::metadata::{self, Env};
 use crate::pg_dump::Toolbox;
 use crate::sources::{Entry, LiveSources, Sources, ALLOWED_PATH_PREFIX};
@@ -91,6 +92,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let poll_interval = config.schema_sync_poll_interval;
     let mut state = AppState::new(config, sources, toolbox);
+    state.dumper.launch_through(Launcher::resolve());
     if let Some((reader, _)) = &reader {
         state.metrics.register_metadata(reader.counters());
     }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use pgdump_api::cli::{Cli, Command};
-use pgdump_api::{client, serve};
+use pgdump_api::{client, launcher, serve};
 
 fn main() -> ExitCode {
     match Cli::parse_args().command {
@@ -11,5 +11,6 @@ fn main() -> ExitCode {
         Command::Dump(args) => client::error::report(client::dump(args)),
         Command::Migrate(args) => client::error::report(client::migrate(args)),
         Command::Seed(args) => client::error::report(client::seed(args)),
+        Command::ExecPgDump(args) => launcher::main(args),
     }
 }

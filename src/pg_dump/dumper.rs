@@ -12,6 +12,7 @@ use super::output::Output;
 use super::process::{Job, Processes};
 use super::restrict::RestrictKeys;
 use super::supervise::Hold;
+use crate::launcher::Launcher;
 use crate::server_version::ServerVersions;
 use crate::server_version::Version;
 use crate::sources::Source;
@@ -48,6 +49,12 @@ impl Dumper {
             time_limit,
             restrict_keys,
         }
+    }
+
+    /// Starts every pg_dump through `launcher` (so that it dies with the server), or directly
+    /// when there is none.
+    pub(crate) fn launch_through(&mut self, launcher: Option<Launcher>) {
+        self.processes.launch_through(launcher);
     }
 
     /// The installed binaries.

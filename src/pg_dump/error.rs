@@ -91,10 +91,13 @@ impl From<StreamError> for io::Error {
 }
 
 /// Turns pg_dump's exit into a result, picking out the "no matching …" failures that are the
-/// caller's mistake rather than the server's.
+/// caller's mistake rather than the server's, and the launcher's failure to start pg_dump.
 pub(super) fn exit_result(status: ExitStatus, stderr: &str) -> Result<(), DumpError> {
     if status.success() {
         return Ok(());
+    }
+    if let Some(detail) = crate::launcher::failure(status, stderr) {
+        return Err(DumpError::Spawn { detail });
     }
     let no_match = stderr
         .lines()

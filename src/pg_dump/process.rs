@@ -1,7 +1,8 @@
 //! Starting one pg_dump: its command line (explicit arguments, no shell; the password and
 //! other secrets in its environment or a private service file, never in its arguments), its
 //! supervisor, and its output. [`Processes`] knows every supervisor, to stop them all at
-//! shutdown.
+//! shutdown. pg_dump is started through the [`Launcher`], so that it dies with the server even
+//! when the server is killed with SIGKILL.
 //!
 //! As a cancel can come too early to cancel anything, backends from PostgreSQL 14 on are
 //! also told to check that pg_dump is still there ([`CONNECTION_CHECK`]).
@@ -22,6 +23,7 @@ use super::output::{read_capped, Output, Running};
 use super::supervise::{supervise, Hold, Supervised};
 use crate::clean::Cleaner;
 use crate::conninfo::ConnInfo;
+use crate::launcher::Launcher;
 
 /// Makes pg_dump's backend check every second, while running a query, that pg_dump is still
 /// there, and end if it is not.
@@ -45,17 +47,26 @@ pub(super) struct Job<'a> {
 pub(super) struct Processes {
     /// `true` once the server shuts down; every supervisor holds a receiver.
     shutdown: watch::Sender<bool>,
+    /// What starts pg_dump so that it dies with the server; without it, pg_dump is started
+    /// directly.
+    launcher: Option<Launcher>,
 }
 
 impl Default for Processes {
     fn default() -> Self {
         Processes {
             shutdown: watch::Sender::new(false),
+            launcher: None,
         }
     }
 }
 
 impl Processes {
+    /// Starts every pg_dump through `launcher`, if any.
+    pub(super) fn launch_through(&mut self, launcher: Option<Launcher>) {
+        self.launcher = launcher;
+    }
+
     /// Stops every pg_dump still running (SIGTERM, then SIGKILL after a grace) and waits
     /// until each has been reaped.
     pub(super) async fn stop_all(&self) {
@@ -79,8 +90,33 @@ impl Processes {
                 stderr: "pg_dump was not started: the server is shutting down".to_owned(),
             });
         }
-        let (mut command, service_file) = command(&job)?;
-        let mut child = command.spawn().map_err(|err| DumpError::Spawn {
+        let service_file = match job.conn.ssl_password() {
+            Some(ssl_password) => {
+                Some(service_file(ssl_password).map_err(|err| DumpError::Spawn {
+                    detail: format!("could not write pg_dump's service file: {err}"),
+                })?)
+            }
+            None => None,
+        };
+        // Spawned right here, on the thread that polls this request: a runtime worker (or
+        // the thread in `block_on`), which lives as long as the server. Never move this into
+        // `spawn_blocking` (or after a `block_in_place`): the launcher's death signal fires
+        // when the thread that forked it ends, and a blocking-pool thread ends after 10 s
+        // idle — it would kill a pg_dump still waiting on a lock. `deathsig.rs` in the
+        // integration tests holds a dump longer than that.
+        let spawned = match &self.launcher {
+            Some(launcher) => {
+                let mut launched = launcher.command(job.pg_dump);
+                configure(&mut launched, &job, service_file.as_ref());
+                launched.spawn().or_else(|err| {
+                    tracing::warn!(target: "pg-dump", error = %err,
+                        "could not start pg_dump through the launcher; starting it directly");
+                    direct(&job, service_file.as_ref()).spawn()
+                })
+            }
+            None => direct(&job, service_file.as_ref()).spawn(),
+        };
+        let mut child = spawned.map_err(|err| DumpError::Spawn {
             detail: format!("could not start {}: {err}", job.pg_dump.display()),
         })?;
         let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
@@ -111,10 +147,17 @@ impl Processes {
     }
 }
 
-/// pg_dump's command for `job`, and the service file it reads, if it needs one.
-fn command(job: &Job<'_>) -> Result<(Command, Option<tempfile::NamedTempFile>), DumpError> {
-    let conn = job.conn;
+/// pg_dump started directly, for `job`.
+fn direct(job: &Job<'_>, service_file: Option<&tempfile::NamedTempFile>) -> Command {
     let mut command = Command::new(job.pg_dump);
+    configure(&mut command, job, service_file);
+    command
+}
+
+/// Adds pg_dump's arguments, streams and environment for `job` to `command` (pg_dump itself,
+/// or the launcher that becomes it), with `service_file` if it needs one.
+fn configure(command: &mut Command, job: &Job<'_>, service_file: Option<&tempfile::NamedTempFile>) {
+    let conn = job.conn;
     command
         .arg("--encoding=utf8")
         .args(job.args)
@@ -144,19 +187,11 @@ fn command(job: &Job<'_>) -> Result<(Command, Option<tempfile::NamedTempFile>), 
     }
     // sslpassword has no environment variable: it goes in a private service file, whose
     // values libpq uses for whatever the connection string leaves unset.
-    let service_file = match conn.ssl_password() {
-        Some(ssl_password) => {
-            let file = service_file(ssl_password).map_err(|err| DumpError::Spawn {
-                detail: format!("could not write pg_dump's service file: {err}"),
-            })?;
-            command
-                .env("PGSERVICEFILE", file.path())
-                .env("PGSERVICE", SERVICE_NAME);
-            Some(file)
-        }
-        None => None,
-    };
-    Ok((command, service_file))
+    if let Some(file) = service_file {
+        command
+            .env("PGSERVICEFILE", file.path())
+            .env("PGSERVICE", SERVICE_NAME);
+    }
 }
 
 /// The service that carries secrets pg_dump cannot get from its environment.

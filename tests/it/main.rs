@@ -7,6 +7,7 @@ mod client;
 mod client_project;
 mod cluster;
 mod connections;
+mod deathsig;
 mod deploy;
 mod dump;
 mod encoding;
