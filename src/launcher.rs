@@ -1,10 +1,12 @@
 //! The launcher that ties a pg_dump's life to the server's: the server starts pg_dump through
 //! its own binary (`pgdump-api __exec-pg-dump --parent PID -- PG_DUMP ARGS…`, a hidden
-//! subcommand), which asks the kernel for SIGKILL when its parent dies
-//! (`PR_SET_PDEATHSIG`), checks that its parent is still the server, and then execs pg_dump
-//! in its own place: same pid, arguments, environment and standard streams. A server killed
-//! with SIGKILL (the OOM killer, `kill -9`, a hard stop) thus leaves no pg_dump behind to hold
-//! a session and wait on locks; the graceful stops stay with `pg_dump::supervise`.
+//! subcommand), which asks the kernel for SIGTERM when its parent dies (`PR_SET_PDEATHSIG`;
+//! pg_dump answers SIGTERM by cancelling its query, so its session ends at once even while it
+//! waits on a lock, on servers older than 14 too), checks that its parent is still the
+//! server, and then execs pg_dump in its own place: same pid, arguments, environment and
+//! standard streams. A server killed with SIGKILL (the OOM killer, `kill -9`, a hard stop)
+//! thus leaves no pg_dump behind to hold a session and wait on locks; the graceful stops stay
+//! with `pg_dump::supervise`.
 //!
 //! The signal fires when the *thread* that started the child ends, not the process: pg_dump
 //! must be spawned from a thread that lives as long as the server (see
@@ -45,7 +47,7 @@ pub fn main(args: LaunchArgs) -> ExitCode {
     let Some((program, rest)) = args.command.split_first() else {
         return fail(EXEC_FAILED, "no program to run");
     };
-    if let Err(err) = set_parent_process_death_signal(Some(Signal::KILL)) {
+    if let Err(err) = set_parent_process_death_signal(Some(Signal::TERM)) {
         return fail(
             EXEC_FAILED,
             &format!("could not ask to be killed with the server: {err}"),
