@@ -1,13 +1,11 @@
 //! Content codings of a dump's answer: which one a request's `Accept-Encoding` asks for
-//! ([`negotiate`], pure), and the compressor that turns pg_dump's output into it beside the
-//! task that reads pg_dump's pipe ([`compress`]): zstd on a thread of its own, gzip on every
-//! core ([`gzip`]).
+//! ([`negotiate`], pure), and the compressor that turns pg_dump's output into it on a thread of
+//! its own ([`compress`]), so that reading pg_dump's pipe and compressing run side by side.
 //!
 //! Only dumps are compressed, as Hasura compresses only successful answers: error answers,
 //! `/healthz`, `/v1/version` and `/v1/metrics` never are. A dump shorter than
 //! [`SMALL_ANSWER`] is sent as it is unless the client refused `identity`.
 
-mod gzip;
 mod negotiate;
 
 use std::io::{self, Write};
@@ -25,6 +23,9 @@ pub(crate) const SMALL_ANSWER: usize = 700;
 /// zstd's level: the fastest of the normal levels, at ~300 MB/s per core well above what a
 /// PostgreSQL backend produces, and smaller than `gzip -6` on pg_dump's output.
 const ZSTD_LEVEL: i32 = 1;
+/// deflate's level: flate2's (miniz_oxide) level 1 keeps up with most dumps on one core and
+/// stays within ~11% of `gzip -6`'s size; higher levels halve the speed for a few percent.
+const GZIP_LEVEL: u32 = 1;
 
 /// Compressed bytes are sent once this many have gathered (or the input paused).
 const OUT_CHUNK: usize = 64 * 1024;
@@ -37,18 +38,63 @@ const OUT_QUEUE: usize = 4;
 /// so that a dump waiting on a lock still shows its progress.
 const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
-type ZstdEncoder = zstd::stream::write::Encoder<'static, Vec<u8>>;
+/// An encoder writing into a buffer that is taken as it fills.
+enum Encoder {
+    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+}
+
+impl Encoder {
+    fn new(coding: Coding) -> io::Result<Encoder> {
+        Ok(match coding {
+            Coding::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(
+                Vec::with_capacity(OUT_CHUNK),
+                ZSTD_LEVEL,
+            )?),
+            Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                Vec::with_capacity(OUT_CHUNK),
+                flate2::Compression::new(GZIP_LEVEL),
+            )),
+        })
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Encoder::Zstd(encoder) => encoder,
+            Encoder::Gzip(encoder) => encoder,
+        }
+    }
+
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        match self {
+            Encoder::Zstd(encoder) => encoder.get_mut(),
+            Encoder::Gzip(encoder) => encoder.get_mut(),
+        }
+    }
+
+    /// The compressed bytes so far.
+    fn take(&mut self) -> Bytes {
+        Bytes::from(std::mem::replace(
+            self.buffer(),
+            Vec::with_capacity(OUT_CHUNK),
+        ))
+    }
+
+    /// Ends the stream; returns its last bytes.
+    fn finish(self) -> io::Result<Bytes> {
+        let rest = match self {
+            Encoder::Zstd(encoder) => encoder.finish()?,
+            Encoder::Gzip(encoder) => encoder.finish()?,
+        };
+        Ok(Bytes::from(rest))
+    }
+}
 
 /// Compresses a whole (small) body at once.
 pub(crate) fn compress_all(coding: Coding, body: &[u8]) -> io::Result<Bytes> {
-    match coding {
-        Coding::Zstd => {
-            let mut encoder = ZstdEncoder::new(Vec::new(), ZSTD_LEVEL)?;
-            encoder.write_all(body)?;
-            Ok(Bytes::from(encoder.finish()?))
-        }
-        Coding::Gzip => gzip::compress_all(body),
-    }
+    let mut encoder = Encoder::new(coding)?;
+    encoder.writer().write_all(body)?;
+    encoder.finish()
 }
 
 /// What the reader hands the compressor.
@@ -64,10 +110,9 @@ enum Message {
 }
 
 /// `input` compressed with `coding`. pg_dump's output is read by a task of its own and
-/// compressed beside it (zstd on a blocking thread, gzip on blocking threads block by block),
-/// with bounded queues between them, so neither waits for the other while both have work, and
-/// memory stays bounded. Dropping the returned stream (the client left) drops `input` at once,
-/// even while it is waiting for pg_dump.
+/// compressed on a blocking thread, with bounded queues between them, so neither waits for the
+/// other while both have work, and memory stays bounded. Dropping the returned stream (the
+/// client left) drops `input` at once, even while it is waiting for pg_dump.
 pub(crate) fn compress<S>(coding: Coding, input: S) -> impl Stream<Item = io::Result<Bytes>>
 where
     S: Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static,
@@ -75,12 +120,7 @@ where
     let (to_compressor, from_reader) = mpsc::channel(IN_QUEUE);
     let (to_body, body) = mpsc::channel(OUT_QUEUE);
     tokio::spawn(read(input, to_compressor, to_body.clone()));
-    match coding {
-        Coding::Zstd => drop(tokio::task::spawn_blocking(move || {
-            zstd_blocking(from_reader, to_body)
-        })),
-        Coding::Gzip => drop(tokio::spawn(gzip::compress(from_reader, to_body))),
-    }
+    tokio::task::spawn_blocking(move || compress_blocking(coding, from_reader, to_body));
     futures_util::stream::unfold(body, |mut body| async move {
         let next = body.recv().await?;
         Some((next, body))
@@ -129,11 +169,15 @@ async fn read<S>(
     }
 }
 
-/// zstd's compressor, on a blocking thread: compresses what the reader sends and passes the
+/// The compressor, on a blocking thread: compresses what the reader sends and passes the
 /// output on in chunks of about [`OUT_CHUNK`].
-fn zstd_blocking(mut input: mpsc::Receiver<Message>, body: mpsc::Sender<io::Result<Bytes>>) {
+fn compress_blocking(
+    coding: Coding,
+    mut input: mpsc::Receiver<Message>,
+    body: mpsc::Sender<io::Result<Bytes>>,
+) {
     let send = |bytes: Bytes| bytes.is_empty() || body.blocking_send(Ok(bytes)).is_ok();
-    let mut encoder = match ZstdEncoder::new(Vec::with_capacity(OUT_CHUNK), ZSTD_LEVEL) {
+    let mut encoder = match Encoder::new(coding) {
         Ok(encoder) => encoder,
         Err(err) => {
             let _ = body.blocking_send(Err(err));
@@ -142,32 +186,32 @@ fn zstd_blocking(mut input: mpsc::Receiver<Message>, body: mpsc::Sender<io::Resu
     };
     while let Some(message) = input.blocking_recv() {
         let done = match message {
-            Message::Data(chunk) => match encoder.write_all(&chunk) {
-                Ok(()) if encoder.get_ref().len() >= OUT_CHUNK => send(take(&mut encoder)),
+            Message::Data(chunk) => match encoder.writer().write_all(&chunk) {
+                Ok(()) if encoder.buffer().len() >= OUT_CHUNK => send(encoder.take()),
                 Ok(()) => true,
                 Err(err) => {
                     let _ = body.blocking_send(Err(err));
                     return;
                 }
             },
-            Message::Flush => match encoder.flush() {
-                Ok(()) => send(take(&mut encoder)),
+            Message::Flush => match encoder.writer().flush() {
+                Ok(()) => send(encoder.take()),
                 Err(err) => {
                     let _ = body.blocking_send(Err(err));
                     return;
                 }
             },
             Message::End => {
-                let tail = take(&mut encoder);
+                let tail = encoder.take();
                 let _ = send(tail)
                     && match encoder.finish() {
-                        Ok(rest) => send(Bytes::from(rest)),
+                        Ok(rest) => send(rest),
                         Err(err) => body.blocking_send(Err(err)).is_ok(),
                     };
                 return;
             }
             Message::Failed(err) => {
-                let _ = send(take(&mut encoder)) && body.blocking_send(Err(err)).is_ok();
+                let _ = send(encoder.take()) && body.blocking_send(Err(err)).is_ok();
                 return;
             }
         };
@@ -176,14 +220,6 @@ fn zstd_blocking(mut input: mpsc::Receiver<Message>, body: mpsc::Sender<io::Resu
             return;
         }
     }
-}
-
-/// The compressed bytes so far.
-fn take(encoder: &mut ZstdEncoder) -> Bytes {
-    Bytes::from(std::mem::replace(
-        encoder.get_mut(),
-        Vec::with_capacity(OUT_CHUNK),
-    ))
 }
 
 #[cfg(test)]
