@@ -7,32 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    cluster, eventually, lock_articles, pg_dump_children, pgdump_api, send_raw, spawn_dump, Server,
-    TestDb, REFERENCE_SCHEMA,
+    cluster, eventually, lock_articles, pg_dump_children, pgdump_api, send_raw,
+    sessions_waiting_on_a_lock, spawn_dump, Server, TestDb, REFERENCE_SCHEMA,
 };
-
-/// Waits until a pg_dump session of `db` waits on a lock.
-async fn pg_dump_waits_on_a_lock(admin: &tokio_postgres::Client, db: &TestDb) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows = admin
-            .query(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-                 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'",
-                &[&db.name],
-            )
-            .await
-            .unwrap();
-        if rows[0].get::<_, i64>(0) > 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pg_dump never waited on the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The pids of processes named pg_dump whose command line names `db`, whoever their parent.
 fn pg_dumps_of(db: &TestDb) -> Vec<u32> {
@@ -81,7 +58,7 @@ async fn server_killed_with_sigkill_leaves_no_pg_dump_or_session() {
         !pg_dump_children(server.pid()).is_empty()
     })
     .await;
-    pg_dump_waits_on_a_lock(&admin, &db).await;
+    sessions_waiting_on_a_lock(&admin, &db, 1).await;
     let status = Command::new("kill")
         .args(["-KILL", &server.pid().to_string()])
         .status()
@@ -114,7 +91,7 @@ async fn a_dump_waiting_longer_than_the_blocking_pools_keep_alive_is_not_killed(
     let lock = lock_articles(&db).await;
     let server = Server::builder(&db.url).start();
     let request = spawn_dump(&server);
-    pg_dump_waits_on_a_lock(&admin, &db).await;
+    sessions_waiting_on_a_lock(&admin, &db, 1).await;
     let before = pg_dump_children(server.pid());
     assert_eq!(before.len(), 1, "{before:?}");
     tokio::time::sleep(Duration::from_secs(12)).await;

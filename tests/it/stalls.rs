@@ -10,34 +10,11 @@ use serde_json::json;
 
 use crate::support::{
     big_table_db, dump_json, http, lock_articles, pg_dump_children, pg_dump_sessions, send_raw,
-    spawn_dump, Server, TestDb, REFERENCE_SCHEMA,
+    sessions_waiting_on_a_lock, spawn_dump, Server, TestDb, REFERENCE_SCHEMA,
 };
 
 /// How long pg_dump may take to go after its request ended: its grace after SIGTERM and more.
 const MARGIN: Duration = Duration::from_secs(10);
-
-/// Waits until `count` pg_dump sessions of `db` wait for a lock.
-async fn sessions_waiting_on_a_lock(admin: &tokio_postgres::Client, db: &TestDb, count: i64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows = admin
-            .query(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
-                 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'",
-                &[&db.name],
-            )
-            .await
-            .unwrap();
-        if rows[0].get::<_, i64>(0) == count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{count} pg_dump sessions never waited on the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Waits until `server` runs no pg_dump and `db` has no pg_dump session, for at most `limit`;
 /// returns how long that took.

@@ -266,3 +266,26 @@ pub fn spawn_dump(server: &Server) -> tokio::task::JoinHandle<(u16, Option<Strin
         (status, retry, response.text().await.unwrap_or_default())
     })
 }
+
+/// Waits until `count` pg_dump sessions of `db` wait for a lock.
+pub async fn sessions_waiting_on_a_lock(admin: &tokio_postgres::Client, db: &TestDb, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = admin
+            .query(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+                 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'",
+                &[&db.name],
+            )
+            .await
+            .unwrap();
+        if rows[0].get::<_, i64>(0) == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count} pg_dump sessions never waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
