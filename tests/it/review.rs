@@ -222,3 +222,85 @@ async fn a_binary_replaced_on_disk_does_not_become_the_launcher() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(reply.text().contains("CREATE TABLE"), "{}", reply.text());
 }
+
+/// A stand-in auth webhook on its own thread; its URL.
+async fn serve_hook(app: axum::Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{addr}/hook")
+}
+
+/// Clients that leave while the webhook keeps them waiting give their turns back at once, not
+/// after the hook's timeout: the next caller is judged straight away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_leaving_during_a_hook_call_give_their_turns_back() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let (hang, called) = (
+        Arc::new(AtomicBool::new(true)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let (hanging, calls) = (Arc::clone(&hang), Arc::clone(&called));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::get(move || {
+            let (hanging, calls) = (Arc::clone(&hanging), Arc::clone(&calls));
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if hanging.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                }
+                (
+                    [("content-type", "application/json")],
+                    serde_json::json!({"x-hasura-role": "user"}).to_string(),
+                )
+            }
+        }),
+    );
+    let hook = serve_hook(app).await;
+    let server = Server::builder(&db.url)
+        .secret("s3cret")
+        .env("HASURA_GRAPHQL_AUTH_HOOK", &hook)
+        .env("HASURA_GRAPHQL_AUTH_HOOK_TIMEOUT", "60")
+        .start();
+    let body = r#"{"opts":["-s"]}"#;
+    let request = format!(
+        "POST /v1alpha1/pg_dump HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let waiting: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut socket = TcpStream::connect(server.addr).unwrap();
+            socket.write_all(request.as_bytes()).unwrap();
+            socket
+        })
+        .collect();
+    eventually("64 calls to the hook", || {
+        called.load(Ordering::SeqCst) >= 64
+    })
+    .await;
+    drop(waiting);
+    hang.store(false, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(
+        Duration::from_secs(20),
+        crate::support::post_dump(&server, body, &[("authorization", "Bearer x")]),
+    )
+    .await
+    .expect("no turn for the hook after its callers left");
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
