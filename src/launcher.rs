@@ -24,6 +24,8 @@ use rustix::process::{getppid, set_parent_process_death_signal, Pid, Signal};
 /// The hidden subcommand that runs pg_dump.
 pub const SUBCOMMAND: &str = "__exec-pg-dump";
 
+/// This process's own executable image, as the kernel shows it to the process that opens it.
+const OWN_IMAGE: &str = "/proc/self/exe";
 /// What the launcher's own failures start with on stderr.
 const PREFIX: &str = "pgdump-api launcher: ";
 /// The launcher's status when pg_dump could not be executed (as a shell's 127).
@@ -100,7 +102,17 @@ pub(crate) struct Launcher {
 impl Launcher {
     /// This program, to launch pg_dump through; `None` (with a warning) when its path cannot
     /// be learnt (e.g. `/proc` is not mounted): pg_dump is then started directly.
+    ///
+    /// `/proc/self/exe`, executed by the freshly started child, is this very image even once
+    /// the file at its path has been replaced (an upgrade renamed over it) or removed; the path
+    /// `current_exe` reads from it would name whatever file is there now.
     pub(crate) fn resolve() -> Option<Launcher> {
+        let own_image = Path::new(OWN_IMAGE);
+        if own_image.exists() {
+            return Some(Launcher {
+                exe: own_image.to_owned(),
+            });
+        }
         match std::env::current_exe() {
             Ok(exe) => Some(Launcher { exe }),
             Err(err) => {

@@ -129,7 +129,10 @@ async fn pass(front: &Front, mut request: Request) -> Result<Response, ApiError>
             limit: front.passing_limit,
         });
     };
-    let upgrade = headers::wants_upgrade(request.headers());
+    // An `Upgrade` in an HTTP/1.0 request is ignored (RFC 9110, 7.8): its connection cannot
+    // switch, so the upstream's must not either.
+    let upgrade =
+        request.version() == Version::HTTP_11 && headers::wants_upgrade(request.headers());
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
     let peer = parts

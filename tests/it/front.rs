@@ -5,7 +5,7 @@
 //! health — and survives clients that leave, an upstream that restarts, and requests that
 //! must not be forwarded.
 
-mod hasura;
+pub(crate) mod hasura;
 
 use std::io::{Read, Write};
 use std::sync::atomic::Ordering;

@@ -21,6 +21,7 @@ mod probe;
 mod process;
 mod reliability;
 mod retry;
+mod review;
 mod serve;
 mod stalls;
 mod support;
