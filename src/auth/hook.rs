@@ -2,7 +2,8 @@
 //! client's headers, or `POST` with `{"headers": …, "request": …}`; the role is the
 //! `X-Hasura-Role` of the hook's answer.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
@@ -13,6 +14,8 @@ use super::AuthError;
 /// Calls to the hook in flight at once; more wait for a turn (within the hook's timeout), so
 /// that a flood of requests costs a waiting future each, not a connection to the hook.
 const CONCURRENT_CALLS: usize = 64;
+/// How often a webhook too slow for its callers is warned about.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 /// The most of a hook's answer that is read: session variables are a small JSON object.
 const MAX_ANSWER: usize = 64 * 1024;
 
@@ -43,6 +46,9 @@ pub(crate) struct AuthHook {
     client: reqwest::Client,
     timeout: Duration,
     turns: Semaphore,
+    /// Requests turned away since the last warning, and when that was: one warning per
+    /// [`WARN_EVERY`], however many are turned away.
+    turned_away: Mutex<(u64, Option<Instant>)>,
 }
 
 impl PartialEq for AuthHook {
@@ -82,14 +88,32 @@ impl AuthHook {
             client,
             timeout,
             turns: Semaphore::new(CONCURRENT_CALLS),
+            turned_away: Mutex::new((0, None)),
         })
+    }
+
+    /// Counts a request that got no turn, and warns at most once per [`WARN_EVERY`].
+    fn turned_away(&self) {
+        let mut turned_away = self
+            .turned_away
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (count, last) = &mut *turned_away;
+        *count += 1;
+        if last.is_some_and(|last| last.elapsed() < WARN_EVERY) {
+            return;
+        }
+        tracing::warn!(target: "webhook-log", url = %self.url, turned_away = *count,
+            in_flight = CONCURRENT_CALLS,
+            "requests got no turn at the authentication webhook within its timeout: it is \
+             answering too slowly for the requests waiting on it");
+        *turned_away = (0, Some(Instant::now()));
     }
 
     /// The caller's role, as the hook decides it.
     pub(crate) async fn role(&self, headers: &HeaderMap) -> Result<String, AuthError> {
         let Ok(Ok(_turn)) = tokio::time::timeout(self.timeout, self.turns.acquire()).await else {
-            tracing::warn!(target: "webhook-log", url = %self.url, waiting = CONCURRENT_CALLS,
-                "the authentication webhook is answering too slowly for the requests waiting on it");
+            self.turned_away();
             return Err(AuthError::Refused {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "unexpected",

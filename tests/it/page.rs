@@ -668,5 +668,7 @@ async fn concurrent_catalog_requests_hold_few_database_sessions() {
     for request in requests {
         assert_eq!(request.await.unwrap(), 200);
     }
-    assert!(most <= 4, "{most} catalog sessions at once");
+    // Four reads at once; a session whose client has just closed it stays in pg_stat_activity
+    // until its backend has exited, which may overlap the next read's session by a moment.
+    assert!(most <= 5, "{most} catalog sessions at once");
 }

@@ -323,7 +323,11 @@ fn accessible_to(bin_dir: &Path, user: Option<(u32, u32)>) -> Result<PathBuf> {
             .arg(&partial)
             .status()
             .ok();
-        // Losing the race to another copy is fine: it is the same install.
+        // A copy left broken by an earlier run is replaced; losing the race to a copy made
+        // at the same time is fine: it is the same install.
+        if copy.exists() && !runs(&copy.join("bin")) {
+            let _ = std::fs::remove_dir_all(&copy);
+        }
         let _ = std::fs::rename(partial.join("install"), &copy);
         let _ = std::fs::remove_dir_all(&partial);
         if !status.success() || !runs(&copy.join("bin")) {
