@@ -52,7 +52,7 @@ pub fn main(args: LaunchArgs) -> ExitCode {
     if let Err(err) = set_parent_process_death_signal(Some(Signal::TERM)) {
         return fail(
             EXEC_FAILED,
-            &format!("could not ask to be killed with the server: {err}"),
+            &format!("could not ask to be stopped when the server dies: {err}"),
         );
     }
     // The parent may have died before the request above: then the launcher already belongs
