@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 
-use crate::support::{http, pgdump_api, post_dump, Server, TestDb};
+use crate::support::{http, pgdump_api, post_dump, serve_app as serve, Server, TestDb};
 
 /// Starts `serve` with `envs`; whether it kept running (for a few seconds) and its stderr.
 fn run_serve(envs: &[(&str, &str)]) -> (bool, String) {
@@ -967,25 +967,6 @@ async fn jwt_header_claims_path_format_and_map() {
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-/// Serves `app` on a loopback port, on a thread of its own (starting the server under test
-/// blocks the test's runtime); its base URL.
-async fn serve(app: axum::Router) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    format!("http://{addr}")
-}
 
 /// A JWK set server: what it serves, and how often it was asked.
 struct Jwks {

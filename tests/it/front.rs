@@ -486,7 +486,7 @@ async fn websocket_upgrades_pass_through_and_outlive_connection_shedding() {
 }
 
 /// Opens a WebSocket through the front: the socket and the head of the answer.
-fn open_websocket(server: &Server) -> (std::net::TcpStream, String) {
+pub(crate) fn open_websocket(server: &Server) -> (std::net::TcpStream, String) {
     let mut socket = std::net::TcpStream::connect(server.addr).unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -6,7 +6,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use crate::front::hasura::Hasura;
-use crate::support::{eventually, Server, TestDb};
+use crate::front::open_websocket;
+use crate::support::{eventually, serve_app, Server, TestDb};
 
 /// Sends `request` on a new connection; `read`: read the answer to its end (else drop at once).
 fn send_and_leave(server: &Server, request: &[u8], read: bool) {
@@ -23,25 +24,12 @@ fn send_and_leave(server: &Server, request: &[u8], read: bool) {
 
 /// How many of `tries` WebSockets open through the front at once.
 fn websockets_that_open(server: &Server, tries: usize) -> usize {
-    let mut open = Vec::new();
-    for _ in 0..tries {
-        let mut socket = TcpStream::connect(server.addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        socket
-            .write_all(
-                b"GET /v1/graphql HTTP/1.1\r\nHost: front\r\nConnection: Upgrade\r\n\
-                  Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-            )
-            .unwrap();
-        let mut head = [0; 12];
-        if socket.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 101") {
-            open.push(socket);
-        }
-    }
-    open.len()
+    let opened: Vec<TcpStream> = (0..tries)
+        .map(|_| open_websocket(server))
+        .filter(|(_, head)| head.starts_with("HTTP/1.1 101"))
+        .map(|(socket, _)| socket)
+        .collect();
+    opened.len()
 }
 
 const WS: &str = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
@@ -221,24 +209,6 @@ async fn a_binary_replaced_on_disk_does_not_become_the_launcher() {
     assert!(reply.text().contains("CREATE TABLE"), "{}", reply.text());
 }
 
-/// A stand-in auth webhook on its own thread; its URL.
-async fn serve_hook(app: axum::Router) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    format!("http://{addr}/hook")
-}
-
 /// Clients that leave while the webhook keeps them waiting give their turns back at once, not
 /// after the hook's timeout: the next caller is judged straight away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +237,7 @@ async fn clients_leaving_during_a_hook_call_give_their_turns_back() {
             }
         }),
     );
-    let hook = serve_hook(app).await;
+    let hook = format!("{}/hook", serve_app(app).await);
     let server = Server::builder(&db.url)
         .secret("s3cret")
         .env("HASURA_GRAPHQL_AUTH_HOOK", &hook)

@@ -289,3 +289,22 @@ pub async fn sessions_waiting_on_a_lock(admin: &tokio_postgres::Client, db: &Tes
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Serves `app` on a loopback port, on a thread of its own (starting the server under test
+/// blocks the test's runtime); its base URL.
+pub async fn serve_app(app: axum::Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{addr}")
+}
