@@ -75,22 +75,14 @@ pub(super) async fn sources(
 /// A PostgreSQL source as `sources` lists it: the version is learnt (or taken from the cache)
 /// as a dump would learn it, and the pg_dump is the one a dump would choose.
 async fn describe(state: &AppState, source: &Source, kind: &str) -> SourceInfo {
-    let toolbox = state.dumper.toolbox();
-    let (server_version, pg_dump, error) = match state.dumper.server_version(source).await {
-        Ok(server) => match toolbox.for_server(server) {
-            Some(pg_dump) => (Some(server), Some(pg_dump.version), None),
-            None => (
-                Some(server),
-                None,
-                Some(format!("no installed pg_dump can dump a {server} server")),
-            ),
-        },
-        Err(why) => (
-            None,
-            toolbox.newest().map(|newest| newest.version),
-            Some(why),
-        ),
+    let choice = state.dumper.choice(source).await;
+    let error = match (&choice.server, choice.pg_dump) {
+        (Ok(server), None) => Some(format!("no installed pg_dump can dump a {server} server")),
+        (Err(why), _) => Some(why.clone()),
+        (Ok(_), Some(_)) => None,
     };
+    let pg_dump = choice.pg_dump.map(|pg_dump| pg_dump.version);
+    let server_version = choice.server.ok();
     SourceInfo {
         name: source.name.clone(),
         kind: kind.to_owned(),

@@ -135,24 +135,43 @@ impl Dumper {
     /// version cannot be learnt (e.g. the server is unreachable), the newest pg_dump runs and
     /// reports the problem in its own words.
     async fn choose(&self, source: &Source) -> Result<(&PgDump, Option<Version>), DumpError> {
-        match self.server_version(source).await {
-            Ok(server) => match self.toolbox.for_server(server) {
-                Some(pg_dump) => Ok((pg_dump, Some(server))),
-                None => Err(DumpError::VersionMismatch {
-                    server: server.to_string(),
-                    installed: self.toolbox.versions(),
-                }),
-            },
-            Err(why) => {
-                tracing::warn!(target: "pg-dump", source = %source.name, error = %why,
-                    "could not learn the server version; running the newest pg_dump");
-                let newest = self.toolbox.newest().ok_or_else(|| DumpError::Spawn {
-                    detail: "no pg_dump binary is configured".to_owned(),
-                })?;
-                Ok((newest, None))
-            }
+        let choice = self.choice(source).await;
+        if let Err(why) = &choice.server {
+            tracing::warn!(target: "pg-dump", source = %source.name, error = %why,
+                "could not learn the server version; running the newest pg_dump");
+        }
+        match (choice.server, choice.pg_dump) {
+            (server, Some(pg_dump)) => Ok((pg_dump, server.ok())),
+            (Ok(server), None) => Err(DumpError::VersionMismatch {
+                server: server.to_string(),
+                installed: self.toolbox.versions(),
+            }),
+            (Err(_), None) => Err(DumpError::Spawn {
+                detail: "no pg_dump binary is configured".to_owned(),
+            }),
         }
     }
+
+    /// The pg_dump a dump of `source` would run (`None`: none fits), and the server's version
+    /// it was chosen for, or why that is unknown (then it is the newest pg_dump).
+    pub(crate) async fn choice(&self, source: &Source) -> Choice<'_> {
+        match self.server_version(source).await {
+            Ok(server) => Choice {
+                pg_dump: self.toolbox.for_server(server),
+                server: Ok(server),
+            },
+            Err(why) => Choice {
+                pg_dump: self.toolbox.newest(),
+                server: Err(why),
+            },
+        }
+    }
+}
+
+/// Which pg_dump would dump a source: see [`Dumper::choice`].
+pub(crate) struct Choice<'a> {
+    pub server: Result<Version, String>,
+    pub pg_dump: Option<&'a PgDump>,
 }
 
 /// Whether the derived `--restrict-key` goes with `args` (canonical, validated options): a
