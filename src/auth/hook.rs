@@ -120,31 +120,7 @@ impl AuthHook {
                 message: "too many requests are waiting for the authentication webhook".to_owned(),
             });
         };
-        let request = if self.post {
-            let mut sent = Map::new();
-            for (name, value) in headers {
-                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                sent.insert(name.as_str().to_owned(), Value::String(value));
-            }
-            let mut body = Map::new();
-            body.insert("headers".to_owned(), Value::Object(sent));
-            if self.send_request_body {
-                // This API has no GraphQL request to show the hook.
-                body.insert("request".to_owned(), Value::Null);
-            }
-            self.client
-                .post(self.url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(Value::Object(body).to_string())
-        } else {
-            let mut forwarded = reqwest::header::HeaderMap::new();
-            for (name, value) in headers {
-                if !IGNORED.contains(&name.as_str()) {
-                    forwarded.append(name.clone(), value.clone());
-                }
-            }
-            self.client.get(self.url.clone()).headers(forwarded)
-        };
+        let request = self.request(headers);
         let response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
@@ -177,23 +153,58 @@ impl AuthHook {
                 return Err(failed("Invalid response from authorization hook"));
             }
         }
-        let variables: Map<String, Value> = serde_json::from_slice(&body)
-            .map_err(|err| failed(format!("Invalid response from authorization hook: {err}")))?;
-        let role = variables
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(super::ROLE_HEADER))
-            .map(|(_, value)| value);
-        match role {
-            Some(Value::String(role)) if !role.is_empty() => Ok(role.clone()),
-            Some(Value::String(_)) | None => Err(AuthError::Refused {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid-params",
-                message: "\"x-hasura-role\" not found in session variables".to_owned(),
-            }),
-            Some(_) => Err(failed(
-                "Invalid response from authorization hook: x-hasura-role must be a string",
-            )),
+        session_role(&body)
+    }
+
+    /// The call to the hook for a request with `headers`: `POST` with them in a JSON body, or
+    /// `GET` with them as headers (less Hasura's list).
+    fn request(&self, headers: &HeaderMap) -> reqwest::RequestBuilder {
+        if self.post {
+            let mut sent = Map::new();
+            for (name, value) in headers {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                sent.insert(name.as_str().to_owned(), Value::String(value));
+            }
+            let mut body = Map::new();
+            body.insert("headers".to_owned(), Value::Object(sent));
+            if self.send_request_body {
+                // This API has no GraphQL request to show the hook.
+                body.insert("request".to_owned(), Value::Null);
+            }
+            self.client
+                .post(self.url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(Value::Object(body).to_string())
+        } else {
+            let mut forwarded = reqwest::header::HeaderMap::new();
+            for (name, value) in headers {
+                if !IGNORED.contains(&name.as_str()) {
+                    forwarded.append(name.clone(), value.clone());
+                }
+            }
+            self.client.get(self.url.clone()).headers(forwarded)
         }
+    }
+}
+
+/// The role in the session variables of a hook's 200 answer.
+fn session_role(body: &[u8]) -> Result<String, AuthError> {
+    let variables: Map<String, Value> = serde_json::from_slice(body)
+        .map_err(|err| failed(format!("Invalid response from authorization hook: {err}")))?;
+    let role = variables
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(super::ROLE_HEADER))
+        .map(|(_, value)| value);
+    match role {
+        Some(Value::String(role)) if !role.is_empty() => Ok(role.clone()),
+        Some(Value::String(_)) | None => Err(AuthError::Refused {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid-params",
+            message: "\"x-hasura-role\" not found in session variables".to_owned(),
+        }),
+        Some(_) => Err(failed(
+            "Invalid response from authorization hook: x-hasura-role must be a string",
+        )),
     }
 }
 
