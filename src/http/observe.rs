@@ -121,6 +121,73 @@ impl Entry {
     fn take(&mut self) -> Entry {
         std::mem::take(self)
     }
+
+    /// Hasura's `detail.operation`: the request id, sizes, times, and the error if any.
+    fn operation(&self, duration_ms: f64, error: Option<&str>) -> Value {
+        // Hasura's times are seconds: reading the request, and the service time after it.
+        let read_s = self.read_time.map(|read| read.as_secs_f64());
+        // Hasura leaves out what it does not know (`request_read_time` when no body was
+        // read, `error` on success).
+        let mut operation = json!({
+            "request_id": self.request_id,
+            "response_size": self.bytes,
+            "uncompressed_response_size": self.audit.as_ref()
+                .map_or(self.bytes, |audit| audit.progress.uncompressed.load(Ordering::Relaxed)),
+            "query_execution_time": (duration_ms / 1000.0 - read_s.unwrap_or(0.0)).max(0.0),
+            "request_mode": if self.error.is_some() { "error" } else { "non-graphql" },
+        });
+        if let Some(read_s) = read_s {
+            operation["request_read_time"] = read_s.into();
+        }
+        if let Some(audit) = &self.audit {
+            operation["user_vars"] = json!({ "x-hasura-role": audit.role });
+        }
+        match (&self.error, error) {
+            // The error body, as Hasura logs its QErr.
+            (Some(err), _) => {
+                let mut qerr = json!({ "path": err.path, "error": err.message, "code": err.code });
+                if let Some(internal) = &err.internal {
+                    qerr["internal"] = internal.as_str().into();
+                }
+                operation["error"] = qerr;
+            }
+            // A response that did not end: no body says why, the log does.
+            (None, Some(error)) => operation["error"] = json!({ "error": error }),
+            (None, None) => {}
+        }
+        operation
+    }
+
+    /// Ours, under a name Hasura does not use: a dump's audit record (`null` for other
+    /// requests).
+    fn dump_record(&self, complete: bool, send_timed_out: bool) -> Value {
+        let Some(audit) = &self.audit else {
+            return Value::Null;
+        };
+        let outcome = match *audit
+            .progress
+            .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            Some("complete") if !complete => "client_gone",
+            Some(outcome) => outcome,
+            None if send_timed_out => "send_timeout",
+            None => "client_gone",
+        };
+        json!({
+            "source": audit.source,
+            "opts": audit.opts,
+            "clean_output": audit.clean_output,
+            "role": audit.role,
+            "auth": audit.auth,
+            "pg_dump_version": audit.pg_dump,
+            "uncompressed_bytes": audit.progress.uncompressed.load(Ordering::Relaxed),
+            "wire_bytes": self.bytes,
+            "completed": complete,
+            "outcome": outcome,
+        })
+    }
 }
 
 impl Drop for Entry {
@@ -165,64 +232,8 @@ impl Drop for Entry {
             "http_version": self.http_version,
             "content_encoding": self.content_encoding,
         });
-        // Hasura's times are seconds: reading the request, and the service time after it.
-        let read_s = self.read_time.map(|read| read.as_secs_f64());
-        // Hasura leaves out what it does not know (`request_read_time` when no body was
-        // read, `error` on success).
-        let mut operation = json!({
-            "request_id": self.request_id,
-            "response_size": self.bytes,
-            "uncompressed_response_size": self.audit.as_ref()
-                .map_or(self.bytes, |audit| audit.progress.uncompressed.load(Ordering::Relaxed)),
-            "query_execution_time": (duration_ms / 1000.0 - read_s.unwrap_or(0.0)).max(0.0),
-            "request_mode": if self.error.is_some() { "error" } else { "non-graphql" },
-        });
-        if let Some(read_s) = read_s {
-            operation["request_read_time"] = read_s.into();
-        }
-        if let Some(audit) = &self.audit {
-            operation["user_vars"] = json!({ "x-hasura-role": audit.role });
-        }
-        match (&self.error, error) {
-            // The error body, as Hasura logs its QErr.
-            (Some(err), _) => {
-                let mut qerr = json!({ "path": err.path, "error": err.message, "code": err.code });
-                if let Some(internal) = &err.internal {
-                    qerr["internal"] = internal.as_str().into();
-                }
-                operation["error"] = qerr;
-            }
-            // A response that did not end: no body says why, the log does.
-            (None, Some(error)) => operation["error"] = json!({ "error": error }),
-            (None, None) => {}
-        }
-        // Ours, under a name Hasura does not use: a dump's audit record.
-        let dump = self.audit.as_ref().map(|audit| {
-            let outcome = match *audit
-                .progress
-                .outcome
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-            {
-                Some("complete") if !complete => "client_gone",
-                Some(outcome) => outcome,
-                None if send_timeout.is_some() => "send_timeout",
-                None => "client_gone",
-            };
-            json!({
-                "source": audit.source,
-                "opts": audit.opts,
-                "clean_output": audit.clean_output,
-                "role": audit.role,
-                "auth": audit.auth,
-                "pg_dump_version": audit.pg_dump,
-                "uncompressed_bytes": audit.progress.uncompressed.load(Ordering::Relaxed),
-                "wire_bytes": self.bytes,
-                "completed": complete,
-                "outcome": outcome,
-            })
-        });
-        let dump = dump.unwrap_or(Value::Null);
+        let operation = self.operation(duration_ms, error);
+        let dump = self.dump_record(complete, send_timeout.is_some());
         macro_rules! http_log {
             ($level:ident) => {
                 tracing::$level!(
