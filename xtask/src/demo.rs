@@ -45,7 +45,7 @@ pub(crate) fn run() -> Result<()> {
         Ok(port) => port.parse().context("PORT must be a port number")?,
         Err(_) => 8080,
     };
-    println!("==> building pgdump-api (release; the first build takes a few minutes)");
+    println!("==> building pgdump-api (release; the first build takes several minutes)");
     let bin = build_release()?;
     let cluster = start_cluster("demo", &[])?;
     let runtime = tokio::runtime::Runtime::new()?;
