@@ -27,6 +27,7 @@ use crate::auth::ADMIN_ROLE;
 use crate::metrics::Failure;
 use crate::opts::{self, Format};
 use crate::pg_dump::{DumpError, Hold, Output, Started, Stop, Version};
+use crate::sources::Source;
 
 /// The version of the pg_dump that wrote a response.
 const PG_DUMP_VERSION: HeaderName = HeaderName::from_static("x-pg-dump-version");
@@ -207,26 +208,7 @@ async fn dump(
     // Recorded in the metrics when dropped, however the request ends (a client that leaves
     // the queue included).
     let mut attempt = Attempt::new(state, &source.name);
-    let slot = match state.limits.acquire(&source.name).await {
-        Ok(slot) => slot,
-        Err(busy) => {
-            attempt.failed(Failure::Busy);
-            return Err(ApiError::Busy {
-                name: source.name.clone(),
-                running: busy.running,
-                queued: busy.queued,
-            });
-        }
-    };
-    let cluster_slot = match state.cluster.acquire(source).await {
-        Ok(cluster_slot) => cluster_slot,
-        Err(err) => {
-            attempt.failed(err.failure());
-            return Err(err.into());
-        }
-    };
-    // The slots are held until pg_dump has exited, not merely until the response ends.
-    let slot: Hold = Arc::new((slot, cluster_slot));
+    let slot = take_slots(state, source, &mut attempt).await?;
     let started = state
         .dumper
         .start(source, &options.args, request.clean_output, slot)
@@ -265,6 +247,34 @@ async fn dump(
     let mut response = streamed(content_type, pg_dump, coding, body, http_version);
     response.extensions_mut().insert(audit);
     Ok(response)
+}
+
+/// The source's slot on this replica, then its slot across replicas (when that limit is on),
+/// held together until pg_dump has exited, not merely until the response ends.
+async fn take_slots(
+    state: &AppState,
+    source: &Source,
+    attempt: &mut Attempt,
+) -> Result<Hold, ApiError> {
+    let slot = match state.limits.acquire(&source.name).await {
+        Ok(slot) => slot,
+        Err(busy) => {
+            attempt.failed(Failure::Busy);
+            return Err(ApiError::Busy {
+                name: source.name.clone(),
+                running: busy.running,
+                queued: busy.queued,
+            });
+        }
+    };
+    let cluster_slot = match state.cluster.acquire(source).await {
+        Ok(cluster_slot) => cluster_slot,
+        Err(err) => {
+            attempt.failed(err.failure());
+            return Err(err.into());
+        }
+    };
+    Ok(Arc::new((slot, cluster_slot)))
 }
 
 /// The dump's output in the coding negotiated for it: a small output (read to its end, or
