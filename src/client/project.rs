@@ -73,37 +73,40 @@ pub(super) struct Settings {
     pub seeds_dir: PathBuf,
 }
 
+/// The project's `config.yaml`, `None` when there is none.
+fn read_config(path: &Path) -> anyhow::Result<Option<ConfigFile>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(
+            serde_norway::from_str::<Option<ConfigFile>>(&text)
+                .with_context(|| format!("could not read {}", path.display()))?
+                .unwrap_or_default(),
+        )),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err).with_context(|| format!("could not read {}", path.display())),
+    }
+}
+
+/// The project's env file (`envfile`, else `.env`). As the Hasura CLI: a missing `.env` is no
+/// error, a missing named file is.
+fn read_dotenv(dir: &Path, envfile: Option<&Path>) -> anyhow::Result<HashMap<String, String>> {
+    let envfile = envfile.unwrap_or(Path::new(".env"));
+    let path = dir.join(envfile);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(parse_dotenv(&text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && envfile == Path::new(".env") => {
+            Ok(HashMap::new())
+        }
+        Err(err) => Err(err).with_context(|| format!("could not read {}", path.display())),
+    }
+}
+
 impl Settings {
     /// Resolves `args` against the environment, the project's `.env` and its `config.yaml`.
     pub(super) fn resolve(args: &ConnectArgs) -> anyhow::Result<Settings> {
         let dir = project_dir(args.project.as_deref())?;
         let config_path = dir.join("config.yaml");
-        let config = match std::fs::read_to_string(&config_path) {
-            Ok(text) => Some(
-                serde_norway::from_str::<Option<ConfigFile>>(&text)
-                    .with_context(|| format!("could not read {}", config_path.display()))?
-                    .unwrap_or_default(),
-            ),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-            Err(err) => {
-                return Err(err)
-                    .with_context(|| format!("could not read {}", config_path.display()))
-            }
-        };
-        // As the Hasura CLI: a missing `.env` is no error, a missing named file is.
-        let envfile = args.envfile.as_deref().unwrap_or(Path::new(".env"));
-        let path = dir.join(envfile);
-        let dotenv = match std::fs::read_to_string(&path) {
-            Ok(text) => parse_dotenv(&text),
-            Err(err)
-                if err.kind() == std::io::ErrorKind::NotFound && envfile == Path::new(".env") =>
-            {
-                HashMap::new()
-            }
-            Err(err) => {
-                return Err(err).with_context(|| format!("could not read {}", path.display()))
-            }
-        };
+        let config = read_config(&config_path)?;
+        let dotenv = read_dotenv(&dir, args.envfile.as_deref())?;
         let lookup = Lookup {
             dotenv: &dotenv,
             config: config.as_ref(),
