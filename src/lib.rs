@@ -40,6 +40,7 @@ pub mod client;
 mod cluster;
 pub mod config;
 mod conninfo;
+mod delegated;
 mod front;
 mod http;
 pub mod launcher;

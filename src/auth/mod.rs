@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, StatusCode};
 use subtle::ConstantTimeEq;
 
+use crate::delegated::Delegated;
 use crate::secret::Secret;
 use hook::AuthHook;
 use jwt::JwtAuth;
@@ -76,6 +77,9 @@ pub(crate) enum AuthError {
     InvalidSecret,
     /// No secret header and no unauthorized role to fall back on.
     SecretRequired,
+    /// The webhook was not asked: as many requests as may wait on it (or on the upstream)
+    /// already do.
+    Busy(crate::delegated::Full),
     /// A JWT or the webhook refused the caller: Hasura's status, code and words.
     Refused {
         status: StatusCode,
@@ -114,9 +118,11 @@ impl Method {
 
 /// The caller's role and how it was learnt, from the request headers: the one entry point of
 /// the request path.
+/// A request the webhook judges holds one of `delegated`'s places meanwhile.
 pub(crate) async fn authenticate(
     mode: &AuthMode,
     headers: &HeaderMap,
+    delegated: &Delegated,
 ) -> Result<(String, Method), AuthError> {
     let secrets = match mode {
         // The Hasura CLI always sends a (possibly empty) secret header; without a configured
@@ -154,7 +160,10 @@ pub(crate) async fn authenticate(
                     .to_owned(),
             }),
         },
-        AuthMode::Hook { hook, .. } => Ok((hook.role(headers).await?, Method::AuthHook)),
+        AuthMode::Hook { hook, .. } => {
+            let _place = delegated.hold().map_err(AuthError::Busy)?;
+            Ok((hook.role(headers).await?, Method::AuthHook))
+        }
     }
 }
 
@@ -205,7 +214,11 @@ mod tests {
             .build()
             .unwrap();
         runtime
-            .block_on(authenticate(mode, headers))
+            .block_on(authenticate(
+                mode,
+                headers,
+                &crate::delegated::Delegated::new(16),
+            ))
             .map(|(role, _)| role)
     }
 

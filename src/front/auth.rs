@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 
 use super::{headers, Front, CHECK_TIMEOUT};
-use crate::auth::{self, AuthMode, ADMIN_ROLE};
+use crate::auth::{self, ADMIN_ROLE};
 use crate::http::error::ApiError;
+use crate::http::AppState;
 
 /// An admin-only metadata call that reads and changes nothing of consequence: the Hasura CLI
 /// itself sends it on every command.
@@ -28,15 +29,21 @@ const SECRET_HEADERS: [&str; 2] = ["x-hasura-admin-secret", "x-hasura-access-key
 /// response that refuses it.
 pub(crate) async fn authenticate(
     front: &Front,
-    mode: &AuthMode,
+    state: &AppState,
     sent: &HeaderMap,
     peer: Option<SocketAddr>,
 ) -> Result<(String, auth::Method), Response> {
+    let mode = &state.config.auth;
     let sends_secret = SECRET_HEADERS.iter().any(|name| sent.contains_key(*name));
     if sends_secret && !mode.admin_secrets().is_empty() {
-        return (auth::authenticate(mode, sent).await)
+        return (auth::authenticate(mode, sent, &state.delegated).await)
             .map_err(|err| ApiError::from(err).into_response());
     }
+    // Waiting on the upstream holds a place, as a passed-through request does.
+    let _place = state
+        .delegated
+        .hold()
+        .map_err(|full| ApiError::from(full).into_response())?;
     let role = ask_upstream(front, sent, peer).await?;
     Ok((role, auth::Method::Upstream))
 }

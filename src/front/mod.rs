@@ -21,7 +21,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::http::error::ApiError;
 use crate::http::{AppState, ConnHandle, TakenOver};
@@ -32,40 +32,22 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Each direction's buffer in a WebSocket tunnel: frames are small, tunnels many.
 const TUNNEL_BUFFER: usize = 4096;
-/// Connections that passed-through requests and tunnels never hold (half the cap when it is
-/// small): whatever passes through — WebSockets held open, slow uploads, an upstream that
-/// hangs — an admin can still reach pgdump-api's own routes.
-const RESERVED_CONNECTIONS: usize = 64;
-
 /// The upstream and the client that reaches it; its connections are pooled.
 #[derive(Debug)]
 pub(crate) struct Front {
     /// `http://host:port` and a base path without a trailing `/`.
     upstream: Uri,
     client: Client<HttpConnector, Body>,
-    /// A permit per request passing through (held until its answer's body is done) and per
-    /// tunnel (held while it is open).
-    passing: Arc<Semaphore>,
-    /// How many may pass through at once.
-    passing_limit: usize,
 }
 
 impl Front {
-    /// The front for `upstream`, on a server that keeps at most `max_connections` open.
-    pub(crate) fn new(upstream: Uri, max_connections: usize) -> Front {
+    pub(crate) fn new(upstream: Uri) -> Front {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .build(connector);
-        let reserved = RESERVED_CONNECTIONS.min(max_connections / 2);
-        let passing_limit = max_connections.saturating_sub(reserved).max(1);
-        Front {
-            upstream,
-            client,
-            passing: Arc::new(Semaphore::new(passing_limit)),
-            passing_limit,
-        }
+        Front { upstream, client }
     }
 
     /// The upstream's URL for a path and query of ours.
@@ -109,7 +91,13 @@ pub(crate) async fn forward(State(state): State<Arc<AppState>>, request: Request
     let Some(front) = &state.front else {
         return ApiError::NotFound.into_response();
     };
-    match pass(front, request).await {
+    // A place among the requests that wait on another service, held until the answer's body
+    // is done, or while a tunnel is open: never the last connections an admin needs.
+    let passing = match state.delegated.hold() {
+        Ok(passing) => passing,
+        Err(full) => return ApiError::from(full).into_response(),
+    };
+    match pass(front, request, passing).await {
         Ok(mut response) => {
             response.extensions_mut().insert(PassedThrough);
             response
@@ -123,12 +111,11 @@ pub(crate) async fn forward(State(state): State<Arc<AppState>>, request: Request
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PassedThrough;
 
-async fn pass(front: &Front, mut request: Request) -> Result<Response, ApiError> {
-    let Ok(passing) = Arc::clone(&front.passing).try_acquire_owned() else {
-        return Err(ApiError::UpstreamBusy {
-            limit: front.passing_limit,
-        });
-    };
+async fn pass(
+    front: &Front,
+    mut request: Request,
+    passing: OwnedSemaphorePermit,
+) -> Result<Response, ApiError> {
     // An `Upgrade` in an HTTP/1.0 request is ignored (RFC 9110, 7.8): its connection cannot
     // switch, so the upstream's must not either.
     let upgrade =

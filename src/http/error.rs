@@ -75,9 +75,10 @@ pub(crate) enum ApiError {
     /// Front mode: the upstream could not be reached, or did not answer as it must.
     #[error("the upstream Hasura GraphQL Engine did not answer: {0}")]
     Upstream(String),
-    /// Front mode: as many requests and WebSockets as may pass through at once already do.
+    /// As many requests as may wait on another service (passed through to the upstream, or
+    /// judged by the webhook or the upstream) already do.
     #[error(
-        "{limit} requests and WebSockets are passing through to the upstream already; retry later"
+        "{limit} requests are waiting on the upstream or the authentication webhook already; retry later"
     )]
     UpstreamBusy { limit: usize },
 }
@@ -242,9 +243,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::delegated::Full> for ApiError {
+    fn from(full: crate::delegated::Full) -> Self {
+        ApiError::UpstreamBusy { limit: full.limit }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
+            AuthError::Busy(full) => full.into(),
             AuthError::InvalidSecret => ApiError::InvalidSecret,
             AuthError::SecretRequired => ApiError::SecretRequired,
             AuthError::Refused {

@@ -152,9 +152,9 @@ async fn authenticate(
     match &state.front {
         Some(front) => {
             let peer = peer.map(|Extension(ConnectInfo(peer))| peer);
-            front::authenticate(front, &state.config.auth, headers, peer).await
+            front::authenticate(front, state, headers, peer).await
         }
-        None => (auth::authenticate(&state.config.auth, headers).await)
+        None => (auth::authenticate(&state.config.auth, headers, &state.delegated).await)
             .map_err(|err| ApiError::from(err).to_response(state.config.dev_mode)),
     }
 }

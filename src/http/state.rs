@@ -4,6 +4,7 @@
 use crate::catalog;
 use crate::cluster::ClusterLimits;
 use crate::config::Config;
+use crate::delegated::Delegated;
 use crate::front::Front;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -30,6 +31,8 @@ pub(crate) struct AppState {
     pub max_connections: usize,
     /// Front mode: the upstream Hasura that every other request goes to.
     pub front: Option<Front>,
+    /// The connections that requests waiting on the upstream or the webhook may hold.
+    pub delegated: Delegated,
     /// Catalog reads running at once (each holds a session in its source's database); more
     /// wait their turn.
     pub catalog_reads: tokio::sync::Semaphore,
@@ -73,10 +76,8 @@ impl AppState {
             dumper: Dumper::new(pg_dump, config.limits.timeout, RestrictKeys::new(secret)),
             limits,
             max_connections,
-            front: config
-                .upstream
-                .clone()
-                .map(|upstream| Front::new(upstream, max_connections)),
+            front: config.upstream.clone().map(Front::new),
+            delegated: Delegated::new(max_connections),
             catalog_reads: tokio::sync::Semaphore::new(catalog::CONCURRENT_READS),
             config,
         }

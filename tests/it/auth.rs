@@ -1266,6 +1266,66 @@ async fn a_flood_of_requests_asks_the_hook_a_few_at_a_time() {
     assert_eq!(reply.status, 200, "{}", reply.text());
 }
 
+/// Requests the webhook keeps waiting never take the last connections: with a hook that never
+/// answers and every connection of the cap asked for by bearer-token callers, a caller with
+/// the admin secret still dumps at once, and the callers past the limit are told to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_that_hangs_never_locks_out_the_admin_secret() {
+    let db = TestDb::new().await;
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            ""
+        }),
+    );
+    let hook = format!("{}/hook", serve(app).await);
+    let server = Server::builder(&db.url)
+        .secret("s3cret")
+        .env("HASURA_GRAPHQL_AUTH_HOOK", &hook)
+        .env("HASURA_GRAPHQL_AUTH_HOOK_TIMEOUT", "60")
+        .args(["--max-connections", "16"])
+        .start();
+    // More than the cap asks: 8 wait on the hook, the rest are turned away at once.
+    let waiting: Vec<_> = (0..24)
+        .map(|_| {
+            let url = server.url("/v1alpha1/pg_dump");
+            tokio::spawn(async move {
+                let sent = http().post(url).header("authorization", "Bearer x");
+                match sent.body(SCHEMA_ONLY).send().await {
+                    Ok(response) => Some(response.status().as_u16()),
+                    Err(_) => None,
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let start = Instant::now();
+    let reply = dump_with(&server, &[("x-hasura-admin-secret", "s3cret")]).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // Eight wait on the hook; the others were told to retry, or, at the cap, closed before
+    // their request was read (idle connections are shed first).
+    let on_the_hook = waiting
+        .iter()
+        .filter(|request| !request.is_finished())
+        .count();
+    assert_eq!(on_the_hook, 8, "bearer requests waiting on the hook");
+    let mut told_to_retry = 0;
+    for request in waiting.into_iter().filter(|request| request.is_finished()) {
+        match request.await.unwrap() {
+            Some(503) => told_to_retry += 1,
+            None => {}
+            other => panic!("a bearer request answered {other:?} while the hook hangs"),
+        }
+    }
+    assert!(told_to_retry > 0, "no request was told to retry");
+}
+
 /// The dump page's endpoints take the same credentials as the dump: a JWT admin may list the
 /// sources, a JWT user may not.
 #[tokio::test]
